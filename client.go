@@ -1,0 +1,136 @@
+package clusterregistry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+)
+
+// Client is the ready per-cluster client bundle: a typed clientset, a dynamic
+// client and a discovery client, all sharing one *http.Client (so one
+// connection pool per cluster), with the server version seen when it was
+// built. ClientBuilder builds it.
+//
+// The typed clientset and the dynamic client are made on first use, so an
+// idle cluster costs little memory. A Client is safe for concurrent use.
+type Client struct {
+	name       string
+	config     *rest.Config
+	httpClient *http.Client
+	version    version.Info
+	discovery  *discovery.DiscoveryClient
+	kubernetes func() *kubernetes.Clientset
+	dynamic    func() *dynamic.DynamicClient
+}
+
+// Name returns the name of the cluster the client was built for.
+func (c *Client) Name() string { return c.name }
+
+// Config returns a copy of the config the client was built from.
+func (c *Client) Config() *rest.Config { return rest.CopyConfig(c.config) }
+
+// HTTPClient returns the *http.Client that all of the bundle's clients share.
+// It carries the cluster's authentication.
+func (c *Client) HTTPClient() *http.Client { return c.httpClient }
+
+// ServerVersion returns the version the API server reported when the client
+// was built.
+func (c *Client) ServerVersion() version.Info { return c.version }
+
+// Kubernetes returns the typed clientset, making it on first use.
+func (c *Client) Kubernetes() kubernetes.Interface { return c.kubernetes() }
+
+// Dynamic returns the dynamic client, making it on first use.
+func (c *Client) Dynamic() dynamic.Interface { return c.dynamic() }
+
+// Discovery returns the discovery client. It does not cache: wrap it in
+// k8s.io/client-go/discovery/cached/memory for that.
+func (c *Client) Discovery() discovery.DiscoveryInterface { return c.discovery }
+
+// ClientBuilder builds the ready bundle *Client. Its zero value is ready to
+// use. Building checks the config, creates the shared *http.Client and asks
+// the API server for its version (GET /version) under the build deadline, so
+// an unreachable or black-holed cluster fails its build and keeps its last
+// good client.
+type ClientBuilder struct {
+	// UserAgent, when set, is used for configs that name none.
+	UserAgent string
+	// QPS and Burst, when set, are used for configs that set neither QPS nor
+	// a RateLimiter. client-go's own defaults (5 and 10) are low for a
+	// service that serves many users.
+	QPS   float32
+	Burst int
+}
+
+var _ Builder[*Client] = ClientBuilder{}
+
+// Build makes a *Client for c, as the type's documentation says.
+func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
+	cfg := c.Config
+	if cfg.UserAgent == "" && b.UserAgent != "" {
+		cfg.UserAgent = b.UserAgent
+	}
+	if cfg.QPS == 0 && cfg.RateLimiter == nil && b.QPS != 0 {
+		cfg.QPS, cfg.Burst = b.QPS, b.Burst
+	}
+	// kubernetes.NewForConfigAndClient refuses this combination; check it now
+	// so that the clientset made on first use cannot fail.
+	if cfg.RateLimiter == nil && cfg.QPS > 0 && cfg.Burst <= 0 {
+		return nil, &FieldError{Field: "config.burst", Err: errors.New("must be positive when qps is set")}
+	}
+
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("discovery client: %w", err)
+	}
+	v, err := dc.ServerVersionWithContext(ctx)
+	if err != nil {
+		utilnet.CloseIdleConnectionsFor(httpClient.Transport)
+		return nil, fmt.Errorf("server version: %w", err)
+	}
+
+	client := &Client{
+		name:       c.Name,
+		config:     cfg,
+		httpClient: httpClient,
+		version:    *v,
+		discovery:  dc,
+	}
+	client.kubernetes = sync.OnceValue(func() *kubernetes.Clientset {
+		cs, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
+		if err != nil {
+			// Unreachable: the same config and client built the discovery
+			// client, and the rate-limit settings were checked above.
+			panic(fmt.Sprintf("clusterregistry: typed clientset for cluster %q: %v", c.Name, err))
+		}
+		return cs
+	})
+	client.dynamic = sync.OnceValue(func() *dynamic.DynamicClient {
+		dyn, err := dynamic.NewForConfigAndClient(cfg, httpClient)
+		if err != nil {
+			panic(fmt.Sprintf("clusterregistry: dynamic client for cluster %q: %v", c.Name, err))
+		}
+		return dyn
+	})
+	return client, nil
+}
+
+// Release closes the client's idle connections. Requests still in flight
+// finish on their own.
+func (ClientBuilder) Release(c *Client) {
+	utilnet.CloseIdleConnectionsFor(c.httpClient.Transport)
+}

@@ -1,0 +1,137 @@
+package clusterregistry
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+)
+
+// Defaults of the Syncer options.
+const (
+	DefaultInterval      = 30 * time.Second
+	DefaultConcurrency   = 8
+	DefaultBuildTimeout  = 10 * time.Second
+	DefaultSourceTimeout = 30 * time.Second
+	DefaultBackoffBase   = time.Second
+	DefaultBackoffMax    = 5 * time.Minute
+	DefaultDrainTimeout  = time.Minute
+)
+
+// jitter is the fraction by which a periodic interval or a backoff delay is
+// lengthened at random, so that many replicas or clusters spread out.
+const jitter = 0.2
+
+// An Option configures a Syncer.
+type Option interface {
+	apply(*options)
+}
+
+type options struct {
+	interval      time.Duration
+	concurrency   int
+	buildTimeout  time.Duration
+	sourceTimeout time.Duration
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	drainTimeout  time.Duration
+	clock         clock.WithTickerAndDelayedExecution
+	logger        logr.Logger
+}
+
+func defaultOptions() options {
+	return options{
+		interval:      DefaultInterval,
+		concurrency:   DefaultConcurrency,
+		buildTimeout:  DefaultBuildTimeout,
+		sourceTimeout: DefaultSourceTimeout,
+		backoffBase:   DefaultBackoffBase,
+		backoffMax:    DefaultBackoffMax,
+		drainTimeout:  DefaultDrainTimeout,
+		clock:         clock.RealClock{},
+		logger:        logr.Discard(),
+	}
+}
+
+func (o *options) validate() error {
+	var errs []error
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, d))
+		}
+	}
+	positive("interval", o.interval)
+	positive("build timeout", o.buildTimeout)
+	positive("source timeout", o.sourceTimeout)
+	positive("backoff base", o.backoffBase)
+	positive("drain timeout", o.drainTimeout)
+	if o.concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", o.concurrency))
+	}
+	if o.backoffMax < o.backoffBase {
+		errs = append(errs, fmt.Errorf("backoff max %v is below backoff base %v", o.backoffMax, o.backoffBase))
+	}
+	if o.clock == nil {
+		errs = append(errs, errors.New("clock must not be nil"))
+	}
+	return errors.Join(errs...)
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithInterval sets how often the Syncer lists the source when nothing
+// triggers it sooner. Each wait is lengthened at random by up to 20%.
+// Default: 30s.
+func WithInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.interval = d })
+}
+
+// WithConcurrency sets how many clients are built at once. Default: 8.
+func WithConcurrency(n int) Option {
+	return optionFunc(func(o *options) { o.concurrency = n })
+}
+
+// WithBuildTimeout bounds each client build: a cluster whose build has not
+// finished by then fails, and delays no other cluster. Default: 10s.
+func WithBuildTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.buildTimeout = d })
+}
+
+// WithSourceTimeout bounds each List of the source. Default: 30s.
+func WithSourceTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.sourceTimeout = d })
+}
+
+// WithBackoff sets the retry delay of a cluster whose build fails: base after
+// the first failure, doubling with each further one up to max, each
+// lengthened at random by up to 20% (and never beyond max). A changed
+// description is built at the next sync whatever its backoff.
+// Defaults: 1s and 5m.
+func WithBackoff(base, max time.Duration) Option {
+	return optionFunc(func(o *options) { o.backoffBase, o.backoffMax = base, max })
+}
+
+// WithDrainTimeout bounds how long a replaced or removed client waits for its
+// leases to be released before it is released to its Builder anyway.
+// Default: 1m.
+func WithDrainTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.drainTimeout = d })
+}
+
+// WithClock sets the clock for the interval, the build timeout, the backoff,
+// the drain timeout and the times the Registry records. Tests pass a fake
+// clock (k8s.io/utils/clock/testing). The source timeout follows the wall
+// clock. Default: the real clock.
+func WithClock(c clock.WithTickerAndDelayedExecution) Option {
+	return optionFunc(func(o *options) { o.clock = c })
+}
+
+// WithLogger sets the logger. The Syncer logs with the key "cluster" and
+// never logs a credential. Default: logr.Discard().
+func WithLogger(l logr.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = l })
+}

@@ -1,0 +1,239 @@
+package clusterregistry
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// Registry holds the clients of the current clusters, their errors, the
+// default cluster and a generation number. Its Syncer keeps it in step with a
+// ClusterSource; a Registry is obtained from Syncer.Registry.
+//
+// Every method is safe for concurrent use and never waits on I/O: the Syncer
+// prepares each new state with no lock held and publishes it under the write
+// lock with one pointer assignment, so readers hold the read lock only long
+// enough to read that pointer.
+//
+// A client returned by Get or Default may be released to its Builder once a
+// later sync replaces or removes its cluster; that is fine for a request that
+// takes a moment. A caller that keeps a client for long (a watch, a log
+// stream, an exec session) takes a Lease instead.
+type Registry[T any] struct {
+	mu  sync.RWMutex // protects cur: held to read it, or to swap in a new state
+	cur *state[T]
+}
+
+func newRegistry[T any]() *Registry[T] {
+	return &Registry[T]{cur: &state[T]{}}
+}
+
+// load returns the current state. The state is immutable, so the caller may
+// use it with no lock held.
+func (r *Registry[T]) load() *state[T] {
+	r.mu.RLock()
+	s := r.cur
+	r.mu.RUnlock()
+	return s
+}
+
+// swap publishes next and returns how long the write lock was held.
+func (r *Registry[T]) swap(next *state[T], now func() time.Time) time.Duration {
+	r.mu.Lock()
+	start := now()
+	r.cur = next
+	held := now().Sub(start)
+	r.mu.Unlock()
+	return held
+}
+
+// Snapshot returns a consistent read-only view of the current state. It costs
+// O(1): the view shares the state, which no later sync changes.
+func (r *Registry[T]) Snapshot() Snapshot[T] { return Snapshot[T]{s: r.load()} }
+
+// Get returns the client of the cluster called name. For a name the Registry
+// does not know, the error wraps ErrClusterNotFound. For a known cluster that
+// has no working client, the error is its *ClusterError. A cluster whose
+// latest rebuild failed still returns its last good client; Err tells about
+// the failure.
+func (r *Registry[T]) Get(name string) (T, error) { return r.load().get(name) }
+
+// Default returns the client of the default cluster. See Snapshot.DefaultName
+// for the rules that pick it; when there is none, the error wraps
+// ErrNoDefaultCluster.
+func (r *Registry[T]) Default() (T, error) { return r.load().getDefault() }
+
+// Names returns the names of all known clusters, sorted, including the ones
+// that have only an error. The slice is the caller's.
+func (r *Registry[T]) Names() []string { return r.Snapshot().Names() }
+
+// Err returns the latest error of the cluster called name (a *ClusterError),
+// or nil if its latest build succeeded. For an unknown name it wraps
+// ErrClusterNotFound.
+func (r *Registry[T]) Err(name string) error { return r.load().clusterErr(name) }
+
+// Lease returns the client of the cluster called name and holds it: a sync
+// that replaces or removes the cluster does not release the client to its
+// Builder until every lease on it is released, or until the drain timeout
+// (WithDrainTimeout) has passed. Errors are those of Get. The caller must call
+// Release exactly once.
+func (r *Registry[T]) Lease(name string) (*Lease[T], error) {
+	r.mu.RLock()
+	// The lease is counted under the read lock, so it happens before any swap
+	// that retires the handle: after a swap a retired handle's count can only
+	// fall, and the Syncer can wait for it to reach zero.
+	m := r.cur.members[name]
+	var h *handle[T]
+	if m != nil && m.h != nil {
+		h = m.h
+		h.leases.Add(1)
+	}
+	s := r.cur
+	r.mu.RUnlock()
+
+	if h == nil {
+		_, err := s.get(name)
+		return nil, err
+	}
+	return &Lease[T]{name: name, h: h}, nil
+}
+
+// LeaseDefault leases the client of the default cluster, as Lease does.
+func (r *Registry[T]) LeaseDefault() (*Lease[T], error) {
+	name, err := r.load().resolveDefault()
+	if err != nil {
+		return nil, err
+	}
+	return r.Lease(name)
+}
+
+// A Lease holds one cluster's client so that a sync does not release it while
+// it is in use. A Lease is safe for concurrent use.
+type Lease[T any] struct {
+	name     string
+	h        *handle[T]
+	released atomic.Bool
+}
+
+// Cluster returns the name of the leased cluster.
+func (l *Lease[T]) Cluster() string { return l.name }
+
+// Client returns the leased client. It stays valid until Release, or until
+// the drain timeout has passed after a sync replaced or removed the cluster.
+func (l *Lease[T]) Client() T { return l.h.client }
+
+// Release returns the lease. Calls after the first do nothing.
+func (l *Lease[T]) Release() {
+	if l.released.CompareAndSwap(false, true) {
+		l.h.unlease()
+	}
+}
+
+// handle is one built client and the leases on it. Several states share a
+// handle until a sync replaces it.
+type handle[T any] struct {
+	client     T
+	config     *rest.Config // private copy of the config the client was built from
+	revision   string
+	builtAt    time.Time
+	generation uint64 // the generation that first published the client
+
+	leases    atomic.Int64
+	retired   atomic.Bool
+	drainOnce sync.Once
+	drained   chan struct{} // closed once retired with no leases
+}
+
+func newHandle[T any](client T, config *rest.Config, revision string, builtAt time.Time) *handle[T] {
+	return &handle[T]{client: client, config: config, revision: revision, builtAt: builtAt, drained: make(chan struct{})}
+}
+
+func (h *handle[T]) unlease() {
+	if h.leases.Add(-1) == 0 && h.retired.Load() {
+		h.drainOnce.Do(func() { close(h.drained) })
+	}
+}
+
+// retire marks h as no longer published. Its drained channel closes as soon
+// as no lease is held on it.
+func (h *handle[T]) retire() {
+	h.retired.Store(true)
+	if h.leases.Load() == 0 {
+		h.drainOnce.Do(func() { close(h.drained) })
+	}
+}
+
+// member is one cluster within one state. It is immutable.
+type member[T any] struct {
+	name      string
+	isDefault bool
+	labels    map[string]string
+	revision  string     // revision of the latest listing
+	h         *handle[T] // serving client; nil if none was ever built
+	fail      *failure   // latest failure; nil when healthy
+}
+
+// failure is a cluster's latest failure and the description that failed, so
+// that an unchanged description waits for its backoff.
+type failure struct {
+	err      *ClusterError
+	config   *rest.Config // private copy; nil for an unusable description
+	revision string
+	built    bool // a build was tried (rather than the description refused)
+}
+
+// state is everything a reader sees. It is never changed once published.
+type state[T any] struct {
+	generation  uint64
+	members     map[string]*member[T]
+	names       []string // sorted keys of members
+	defaultName string   // "" when there is no default
+	defaultErr  error    // why there is no (unambiguous) default
+	sourceErr   error    // latest error of the source's List, nil after a good one
+	syncedAt    time.Time
+}
+
+func (s *state[T]) get(name string) (T, error) {
+	var zero T
+	m, ok := s.members[name]
+	if !ok {
+		return zero, fmt.Errorf("cluster %q: %w", name, ErrClusterNotFound)
+	}
+	if m.h == nil {
+		return zero, m.fail.err
+	}
+	return m.h.client, nil
+}
+
+func (s *state[T]) resolveDefault() (string, error) {
+	if s.defaultName == "" {
+		if s.defaultErr != nil {
+			return "", s.defaultErr
+		}
+		return "", ErrNoDefaultCluster
+	}
+	return s.defaultName, nil
+}
+
+func (s *state[T]) getDefault() (T, error) {
+	name, err := s.resolveDefault()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return s.get(name)
+}
+
+func (s *state[T]) clusterErr(name string) error {
+	m, ok := s.members[name]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", name, ErrClusterNotFound)
+	}
+	if m.fail == nil {
+		return nil
+	}
+	return m.fail.err
+}

@@ -1,0 +1,696 @@
+package clusterregistry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+)
+
+// A Syncer keeps a Registry in step with a ClusterSource. Each sync runs in
+// four phases:
+//
+//  1. read the current state (the Registry's read lock, for a pointer read);
+//  2. with no lock held, list the source, compare every cluster with what is
+//     running, and build clients for new and changed clusters only, in
+//     parallel (WithConcurrency), each under its own deadline
+//     (WithBuildTimeout);
+//  3. publish the new state under the write lock, which is held for one
+//     pointer assignment whatever the number of clusters or their speed;
+//  4. with no lock held, release the clients that were replaced or removed,
+//     each once its leases are returned (or WithDrainTimeout has passed).
+//
+// At most one sync runs at a time. A cluster whose build fails keeps its last
+// good client, with the error beside it, and is retried with exponential
+// backoff (WithBackoff). A source that fails to List leaves the whole last
+// good state in place.
+//
+// NewSyncer starts nothing. Run starts the periodic loop and blocks until its
+// context ends, then releases every client; it has the shape of a
+// controller-runtime Runnable. Sync, Trigger and WaitForFirstSync may be
+// called from any goroutine.
+type Syncer[T any] struct {
+	source  ClusterSource
+	builder Builder[T]
+	opts    options
+	reg     *Registry[T]
+
+	trigger   chan struct{} // buffered 1: pending triggers coalesce into one sync
+	firstDone chan struct{} // closed when the first sync has finished
+
+	// firstErr is written once, before firstDone is closed.
+	firstErr error
+
+	syncMu    sync.Mutex // serializes syncs; protects the fields below
+	stopped   bool
+	started   bool
+	nextRetry time.Time // earliest backoff retry of a failing cluster; zero if none
+
+	// releases tracks the goroutines that wait for a retired client's leases
+	// and the builds that overran their deadline; Run waits for both.
+	releases sync.WaitGroup
+}
+
+// SyncReport says what one sync did.
+type SyncReport struct {
+	// Generation is the Registry's generation after the sync. It grows only
+	// when the sync published a new state.
+	Generation uint64
+	// Published reports whether the sync published a new state.
+	Published bool
+	// Added, Updated and Removed name the clusters that gained a first
+	// client, got a new client, or left the source. Sorted.
+	Added, Updated, Removed []string
+	// Failed names every cluster that has an error after the sync, whether it
+	// failed now or is waiting for its backoff. Each keeps its last good
+	// client, if it had one. Sorted.
+	Failed []string
+	// Unchanged counts the clusters that kept their client without a build.
+	Unchanged int
+	// Builds counts the builds the sync attempted.
+	Builds int
+	// Invalid lists entries that could not be told apart by name (an empty
+	// name); they were ignored.
+	Invalid []error
+	// Duration is the sync's wall time on the Syncer's clock.
+	Duration time.Duration
+	// LockHeld is how long the Registry's write lock was held; zero when
+	// nothing was published.
+	LockHeld time.Duration
+}
+
+// NewSyncer returns a Syncer that keeps a new Registry in step with source,
+// building clients with builder. It validates the options and starts nothing.
+func NewSyncer[T any](source ClusterSource, builder Builder[T], opts ...Option) (*Syncer[T], error) {
+	if source == nil {
+		return nil, errors.New("clusterregistry: source must not be nil")
+	}
+	if builder == nil {
+		return nil, errors.New("clusterregistry: builder must not be nil")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("clusterregistry: %w", err)
+	}
+	return &Syncer[T]{
+		source:    source,
+		builder:   builder,
+		opts:      o,
+		reg:       newRegistry[T](),
+		trigger:   make(chan struct{}, 1),
+		firstDone: make(chan struct{}),
+	}, nil
+}
+
+// Registry returns the Registry that the Syncer keeps.
+func (s *Syncer[T]) Registry() *Registry[T] { return s.reg }
+
+// Trigger asks for a sync soon and returns at once. Any number of triggers
+// that arrive while a sync runs cause exactly one more sync. Triggers take
+// effect while Run runs; one made before Run starts is served by its first
+// sync.
+func (s *Syncer[T]) Trigger() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// WaitForFirstSync blocks until the first sync has finished, or ctx is done.
+// It returns the first sync's error (a source that could not be listed), or
+// ctx's error.
+func (s *Syncer[T]) WaitForFirstSync(ctx context.Context) error {
+	select {
+	case <-s.firstDone:
+		return s.firstErr // written before firstDone was closed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Sync runs one sync now and returns its report. It waits for a sync already
+// running to finish first. The error is the source's, or ctx's; errors of
+// single clusters are in the Registry and the report. After Run has returned,
+// Sync returns ErrStopped.
+func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.stopped {
+		return SyncReport{}, ErrStopped
+	}
+	return s.syncLocked(ctx)
+}
+
+// Run syncs at once, then whenever the interval passes, a trigger arrives,
+// the source reports a change (if it is a Watcher) or a failing cluster's
+// backoff ends. It blocks until ctx is done; then it waits for a running sync,
+// stops the source's watch, empties the Registry and releases every client
+// (waiting for leases up to the drain timeout) before it returns nil.
+// Run may be called once.
+func (s *Syncer[T]) Run(ctx context.Context) error {
+	s.syncMu.Lock()
+	if s.started || s.stopped {
+		s.syncMu.Unlock()
+		return errors.New("clusterregistry: Syncer.Run called twice")
+	}
+	s.started = true
+	s.syncMu.Unlock()
+
+	var watchers sync.WaitGroup
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	if w, ok := s.source.(Watcher); ok {
+		watchers.Add(1)
+		// The watch lives as long as Run; stopWatch ends it and Run waits.
+		go func() {
+			defer watchers.Done()
+			if err := w.Watch(watchCtx, s.Trigger); err != nil && watchCtx.Err() == nil {
+				s.opts.logger.Error(err, "Source watch ended; syncing on the interval only")
+			}
+		}()
+	}
+
+	for {
+		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+			s.opts.logger.Error(err, "Sync failed; keeping the last good state")
+		}
+		timer := s.opts.clock.NewTimer(s.nextWait())
+		select {
+		case <-ctx.Done():
+		case <-timer.C():
+		case <-s.trigger:
+			// Put it back: the sync drains pending triggers when it starts.
+			s.Trigger()
+		}
+		timer.Stop()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+
+	stopWatch()
+	watchers.Wait()
+	s.shutdown()
+	return nil
+}
+
+// nextWait returns how long Run waits before its next sync: the interval,
+// lengthened at random, or less if a failing cluster's backoff ends sooner.
+func (s *Syncer[T]) nextWait() time.Duration {
+	wait := s.opts.interval + time.Duration(rand.Float64()*jitter*float64(s.opts.interval))
+	s.syncMu.Lock()
+	retry := s.nextRetry
+	s.syncMu.Unlock()
+	if !retry.IsZero() {
+		wait = min(wait, max(0, retry.Sub(s.opts.clock.Now())))
+	}
+	return wait
+}
+
+// shutdown empties the Registry and releases every client.
+func (s *Syncer[T]) shutdown() {
+	s.syncMu.Lock()
+	s.stopped = true
+	cur := s.reg.load()
+	s.reg.swap(&state[T]{
+		generation: cur.generation + 1,
+		sourceErr:  ErrStopped,
+		defaultErr: fmt.Errorf("%w: %w", ErrNoDefaultCluster, ErrStopped),
+		syncedAt:   s.opts.clock.Now(),
+	}, s.opts.clock.Now)
+	for _, m := range cur.members {
+		if m.h != nil {
+			s.release(m.name, m.h)
+		}
+	}
+	s.syncMu.Unlock()
+	s.releases.Wait()
+}
+
+// plan is what phase 2 decided for one listed cluster.
+type plan[T any] struct {
+	desc  Cluster
+	old   *member[T]
+	build bool
+	// result of the build
+	h   *handle[T]
+	err error
+}
+
+// syncLocked runs one sync. s.syncMu must be held.
+func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, error) {
+	clk := s.opts.clock
+	start := clk.Now()
+	// A trigger that came before this sync started is served by it.
+	select {
+	case <-s.trigger:
+	default:
+	}
+
+	// Phase 1: the current state.
+	cur := s.reg.load()
+
+	// Phase 2, no lock held: list the source and build what changed.
+	listCtx, cancel := context.WithTimeout(ctx, s.opts.sourceTimeout)
+	listed, err := s.source.List(listCtx)
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return SyncReport{Generation: cur.generation}, ctx.Err()
+		}
+		err = fmt.Errorf("list clusters: %w", err)
+		return s.keepOnSourceError(cur, start, err), err
+	}
+
+	rep := SyncReport{}
+	plans, invalid := s.planLocked(cur, listed, clk.Now())
+	rep.Invalid = invalid
+	s.buildAll(ctx, plans, cur.generation+1)
+	if ctx.Err() != nil {
+		// Cancelled mid-build: publish nothing, and release what was built.
+		for i := range plans {
+			if plans[i].h != nil {
+				s.builder.Release(plans[i].h.client)
+			}
+		}
+		return SyncReport{Generation: cur.generation}, ctx.Err()
+	}
+
+	next, retired := s.assemble(cur, plans, &rep, clk.Now())
+	rep.Generation = cur.generation
+	if next != nil {
+		// Phase 3: publish. The write lock covers the assignment alone.
+		rep.LockHeld = s.reg.swap(next, clk.Now)
+		rep.Generation, rep.Published = next.generation, true
+	}
+
+	// Phase 4, no lock held: release what left the Registry.
+	for _, r := range retired {
+		s.release(r.name, r.h)
+	}
+	s.finishLocked(&rep, start, nil)
+	return rep, nil
+}
+
+// keepOnSourceError keeps the last good state, recording err beside it.
+func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error) SyncReport {
+	rep := SyncReport{Generation: cur.generation}
+	if cur.sourceErr == nil || cur.sourceErr.Error() != err.Error() {
+		next := *cur
+		next.generation++
+		next.sourceErr = err
+		next.syncedAt = s.opts.clock.Now()
+		rep.LockHeld = s.reg.swap(&next, s.opts.clock.Now)
+		rep.Generation, rep.Published = next.generation, true
+	}
+	for name := range (Snapshot[T]{s: cur}).Errors() {
+		rep.Failed = append(rep.Failed, name)
+	}
+	s.finishLocked(&rep, start, err)
+	return rep
+}
+
+func (s *Syncer[T]) finishLocked(rep *SyncReport, start time.Time, err error) {
+	rep.Duration = s.opts.clock.Since(start)
+	if !s.firstSyncDone() {
+		s.firstErr = err
+		close(s.firstDone)
+	}
+	log := s.opts.logger.V(1)
+	if rep.Published || err != nil {
+		log = s.opts.logger
+	}
+	log.Info("Synced clusters", "generation", rep.Generation, "added", rep.Added, "updated", rep.Updated,
+		"removed", rep.Removed, "failed", rep.Failed, "unchanged", rep.Unchanged,
+		"duration", rep.Duration, "lockHeld", rep.LockHeld)
+}
+
+func (s *Syncer[T]) firstSyncDone() bool {
+	select {
+	case <-s.firstDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// planLocked decides, for every listed cluster, whether to keep its client,
+// build a new one, or record an error; builds are left to buildAll.
+func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
+	count := make(map[string]int, len(listed))
+	var invalid []error
+	for i, c := range listed {
+		if c.Name == "" {
+			invalid = append(invalid, fmt.Errorf("cluster at index %d: field name: must not be empty", i))
+			continue
+		}
+		count[c.Name]++
+	}
+
+	plans := make([]plan[T], 0, len(count))
+	for _, c := range listed {
+		n := count[c.Name]
+		if c.Name == "" || n == 0 {
+			continue
+		}
+		p := plan[T]{desc: c, old: cur.members[c.Name]}
+		switch {
+		case n > 1:
+			count[c.Name] = 0 // one plan for all the entries of this name
+			p.err = &FieldError{Field: "name", Err: fmt.Errorf("listed %d times", n)}
+		case c.Err != nil:
+			p.err = c.Err
+		case c.Config == nil:
+			p.err = &FieldError{Field: "config", Err: errors.New("missing")}
+		case c.Config.Host == "":
+			p.err = &FieldError{Field: "config.host", Err: errors.New("must not be empty")}
+		case p.old != nil && p.old.h != nil && sameDescription(p.old.h.config, p.old.h.revision, c):
+			// Unchanged: keep the client, whatever failed in between.
+		case p.old != nil && p.old.fail != nil && p.old.fail.built &&
+			sameDescription(p.old.fail.config, p.old.fail.revision, c) &&
+			now.Before(p.old.fail.err.NextRetry):
+			// The same description failed to build; wait for its backoff.
+			p.err = p.old.fail.err
+		default:
+			p.build = true
+		}
+		plans = append(plans, p)
+	}
+	return plans, invalid
+}
+
+// buildAll runs the planned builds, at most the configured number at once.
+func (s *Syncer[T]) buildAll(ctx context.Context, plans []plan[T], generation uint64) {
+	sem := make(chan struct{}, s.opts.concurrency)
+	var wg sync.WaitGroup
+	for i := range plans {
+		p := &plans[i]
+		if !p.build {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		// Each build has its own goroutine and deadline so that a slow
+		// cluster holds up no other; buildAll waits for all of them.
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			p.h, p.err = s.build(ctx, p.desc, generation)
+		}()
+	}
+	wg.Wait()
+}
+
+// build builds one client under the build timeout. A Builder that overruns
+// its deadline is abandoned; if it returns a client later, that client is
+// released.
+func (s *Syncer[T]) build(ctx context.Context, c Cluster, generation uint64) (*handle[T], error) {
+	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
+	defer cancel()
+
+	kept := rest.CopyConfig(c.Config)
+	c.Config = rest.CopyConfig(c.Config)
+	builtAt := s.opts.clock.Now()
+
+	type result struct {
+		client T
+		err    error
+	}
+	var (
+		mu        sync.Mutex // protects abandoned and the send on done
+		abandoned bool
+		done      = make(chan result, 1)
+	)
+	s.releases.Add(1)
+	go func() {
+		defer s.releases.Done()
+		client, err := s.builder.Build(ctx, c)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			if err == nil {
+				s.builder.Release(client)
+			}
+			return
+		}
+		done <- result{client, err}
+	}()
+
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		select {
+		case r = <-done:
+		default:
+			abandoned = true
+		}
+		mu.Unlock()
+		if abandoned {
+			return nil, s.buildCtxErr(ctx)
+		}
+	}
+	if r.err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", s.buildCtxErr(ctx), r.err)
+		}
+		return nil, r.err
+	}
+	h := newHandle(r.client, kept, c.Revision, builtAt)
+	h.generation = generation
+	return h, nil
+}
+
+func (s *Syncer[T]) buildCtxErr(ctx context.Context) error {
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return fmt.Errorf("build timed out after %v", s.opts.buildTimeout)
+	}
+	return fmt.Errorf("build cancelled: %w", context.Cause(ctx))
+}
+
+// retiree is a client that left the Registry.
+type retiree[T any] struct {
+	name string
+	h    *handle[T]
+}
+
+// assemble makes the next state from the plans and their builds. It returns
+// nil if nothing changed, and the handles to retire after the swap.
+func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, now time.Time) (*state[T], []retiree[T]) {
+	changed := cur.sourceErr != nil
+	members := make(map[string]*member[T], len(plans))
+	var retired []retiree[T]
+	var nextRetry time.Time
+	var marked []string
+	newNames := false
+
+	for i := range plans {
+		p := &plans[i]
+		name := p.desc.Name
+		m := &member[T]{
+			name:      name,
+			isDefault: p.desc.Default,
+			labels:    p.desc.Labels,
+			revision:  p.desc.Revision,
+		}
+		if p.old != nil {
+			m.h = p.old.h
+		} else {
+			newNames = true
+		}
+		if p.build {
+			rep.Builds++
+		}
+		switch {
+		case p.h != nil: // built
+			if m.h != nil {
+				retired = append(retired, retiree[T]{name, m.h})
+				rep.Updated = append(rep.Updated, name)
+			} else {
+				rep.Added = append(rep.Added, name)
+			}
+			m.h = p.h
+		case p.err != nil:
+			m.fail = s.failureFor(p, now)
+			rep.Failed = append(rep.Failed, name)
+			if r := m.fail.err.NextRetry; !r.IsZero() && (nextRetry.IsZero() || r.Before(nextRetry)) {
+				nextRetry = r
+			}
+			if p.old == nil || p.old.fail == nil || p.old.fail.err != m.fail.err {
+				s.logFailure(m.fail.err)
+			}
+		default:
+			rep.Unchanged++
+			if p.old.fail != nil {
+				s.opts.logger.Info("Cluster recovered", "cluster", name)
+			}
+		}
+		if m.isDefault {
+			marked = append(marked, name)
+		}
+		if p.old != nil && sameMember(p.old, m) {
+			m = p.old
+		} else {
+			changed = true
+		}
+		members[name] = m
+	}
+	for _, name := range cur.names {
+		if _, ok := members[name]; !ok {
+			changed, newNames = true, true
+			rep.Removed = append(rep.Removed, name)
+			if h := cur.members[name].h; h != nil {
+				retired = append(retired, retiree[T]{name, h})
+			}
+		}
+	}
+	s.nextRetry = nextRetry
+
+	defaultName, defaultErr := pickDefault(cur.defaultName, marked)
+	if defaultName != cur.defaultName || !sameErr(defaultErr, cur.defaultErr) {
+		changed = true
+	}
+	for _, l := range [][]string{rep.Added, rep.Updated, rep.Failed} {
+		slices.Sort(l)
+	}
+	if !changed {
+		return nil, nil
+	}
+
+	names := cur.names
+	if newNames {
+		names = slices.Sorted(maps.Keys(members))
+	}
+	return &state[T]{
+		generation:  cur.generation + 1,
+		members:     members,
+		names:       names,
+		defaultName: defaultName,
+		defaultErr:  defaultErr,
+		syncedAt:    now,
+	}, retired
+}
+
+// failureFor returns the failure record of a plan that ended in p.err.
+func (s *Syncer[T]) failureFor(p *plan[T], now time.Time) *failure {
+	var prev *failure
+	if p.old != nil {
+		prev = p.old.fail
+	}
+	if prev != nil && !p.build && (prev.err == p.err || !prev.built && sameErr(prev.err.Err, p.err)) {
+		return prev // waiting for its backoff, or the same unusable description
+	}
+	f := &failure{
+		err:      &ClusterError{Cluster: p.desc.Name, Err: p.err, Since: now},
+		revision: p.desc.Revision,
+		built:    p.build,
+	}
+	if prev != nil {
+		f.err.Since = prev.err.Since
+	}
+	if p.build {
+		f.config = rest.CopyConfig(p.desc.Config)
+		f.err.Attempts = 1
+		if prev != nil && prev.built && sameDescription(prev.config, prev.revision, p.desc) {
+			f.err.Attempts = prev.err.Attempts + 1
+		}
+		f.err.NextRetry = now.Add(s.backoff(f.err.Attempts))
+	}
+	return f
+}
+
+// backoff returns the delay before build attempt attempts+1.
+func (s *Syncer[T]) backoff(attempts int) time.Duration {
+	d := s.opts.backoffBase
+	for i := 1; i < attempts && d < s.opts.backoffMax; i++ {
+		d *= 2
+	}
+	d += time.Duration(rand.Float64() * jitter * float64(d))
+	return min(d, s.opts.backoffMax)
+}
+
+func (s *Syncer[T]) logFailure(err *ClusterError) {
+	kv := []any{"cluster", err.Cluster, "attempts", err.Attempts}
+	if !err.NextRetry.IsZero() {
+		kv = append(kv, "nextRetry", err.NextRetry)
+	}
+	s.opts.logger.Error(err.Err, "Cluster failed; keeping its last good client, if any", kv...)
+}
+
+// release hands h's client back to the Builder once its leases are returned,
+// or once the drain timeout has passed.
+func (s *Syncer[T]) release(name string, h *handle[T]) {
+	h.retire()
+	select {
+	case <-h.drained:
+		s.builder.Release(h.client)
+		return
+	default:
+	}
+	timer := s.opts.clock.NewTimer(s.opts.drainTimeout)
+	s.releases.Add(1)
+	// Waits for the leases; Run waits for this goroutine before it returns.
+	go func() {
+		defer s.releases.Done()
+		defer timer.Stop()
+		select {
+		case <-h.drained:
+		case <-timer.C():
+			s.opts.logger.Info("Releasing a client that is still leased: drain timeout passed",
+				"cluster", name, "leases", h.leases.Load(), "drainTimeout", s.opts.drainTimeout)
+		}
+		s.builder.Release(h.client)
+	}()
+}
+
+// withTimeout returns a context that ends after d on the Syncer's clock, so
+// that tests can time builds out with a fake clock.
+func (s *Syncer[T]) withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := s.opts.clock.(clock.RealClock); ok {
+		return context.WithTimeout(ctx, d)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := s.opts.clock.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() { t.Stop(); cancel(context.Canceled) }
+}
+
+// pickDefault applies the default cluster rules of Snapshot.DefaultName.
+func pickDefault(prev string, marked []string) (string, error) {
+	switch len(marked) {
+	case 0:
+		return "", ErrNoDefaultCluster
+	case 1:
+		return marked[0], nil
+	}
+	slices.Sort(marked)
+	err := fmt.Errorf("%w: clusters %q are all marked default", ErrNoDefaultCluster, marked)
+	if slices.Contains(marked, prev) {
+		return prev, err
+	}
+	return "", err
+}
+
+func sameErr(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a == b || a.Error() == b.Error()
+}
+
+// sameMember reports whether b says nothing new beside a.
+func sameMember[T any](a, b *member[T]) bool {
+	return a.h == b.h && a.fail == b.fail && a.isDefault == b.isDefault &&
+		a.revision == b.revision && maps.Equal(a.labels, b.labels)
+}

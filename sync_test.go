@@ -1,0 +1,255 @@
+package clusterregistry_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/clusterregistry/clusterregistry"
+)
+
+// syncAsync runs Sync in a goroutine and returns its report on a channel.
+func syncAsync(f *fixture) <-chan clusterregistry.SyncReport {
+	out := make(chan clusterregistry.SyncReport, 1)
+	go func() {
+		rep, _ := f.syncer.Sync(context.Background())
+		out <- rep
+	}()
+	return out
+}
+
+func TestBlackHoledClusterFailsAloneAfterItsTimeout(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithBuildTimeout(5*time.Second), clusterregistry.WithConcurrency(2))
+	f.src.Set(cluster("a", "https://a"), cluster("b", "https://b"), cluster("hole", "https://hole"))
+	f.sync(t)
+	hole := f.client(t, "hole")
+
+	f.src.Set(
+		withToken(cluster("a", "https://a"), "new"),
+		withToken(cluster("b", "https://b"), "new"),
+		withToken(cluster("hole", "blackhole://hole"), "new"),
+	)
+	done := syncAsync(f)
+	// The other clusters build while the black-holed one waits; the sync
+	// cannot finish before the build deadline.
+	require.Eventually(t, func() bool { return f.builder.buildCount() == 6 }, 10*time.Second, time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("sync finished before the black-holed build timed out")
+	default:
+	}
+	f.clock.Step(5 * time.Second)
+	rep := <-done
+
+	assert.Equal(t, []string{"a", "b"}, rep.Updated)
+	assert.Equal(t, []string{"hole"}, rep.Failed)
+	assert.Equal(t, "new", f.client(t, "a").token)
+	assert.Same(t, hole, f.client(t, "hole"), "the black-holed cluster keeps its last good client")
+	assert.ErrorContains(t, f.reg.Err("hole"), `cluster "hole": build timed out after 5s`)
+}
+
+func TestBuildThatIgnoresItsDeadlineIsAbandonedAndReleased(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithBuildTimeout(time.Second))
+	f.src.Set(cluster("ok", "https://ok"), cluster("stuck", "stuck://s"))
+	done := syncAsync(f)
+	require.Eventually(t, func() bool { return f.builder.buildCount() == 2 }, 10*time.Second, time.Millisecond)
+	f.waitForTimer(t)
+	f.clock.Step(time.Second)
+	rep := <-done
+	assert.Equal(t, []string{"ok"}, rep.Added)
+	assert.Equal(t, []string{"stuck"}, rep.Failed)
+
+	// The build returns late: its client never enters the Registry and goes
+	// straight back to the Builder.
+	close(f.builder.unstuck)
+	require.Eventually(t, func() bool { return f.builder.releasedCount() == 1 }, 10*time.Second, time.Millisecond)
+	_, err := f.reg.Get("stuck")
+	assert.Error(t, err)
+}
+
+func TestBuildsRunInParallelUpToTheConcurrency(t *testing.T) {
+	const concurrency = 3
+	f := newFixture(t, clusterregistry.WithConcurrency(concurrency), clusterregistry.WithBuildTimeout(time.Second))
+	var clusters []clusterregistry.Cluster
+	for i := range 12 {
+		clusters = append(clusters, cluster(fmt.Sprintf("hole-%02d", i), fmt.Sprintf("blackhole://%d", i)))
+	}
+	f.src.Set(clusters...)
+	done := syncAsync(f)
+	for round := range 4 {
+		require.Eventually(t, func() bool { return f.builder.buildCount() == (round+1)*concurrency },
+			10*time.Second, time.Millisecond, "round %d", round)
+		assert.Equal(t, int32(concurrency), f.builder.inflight.Load())
+		f.clock.Step(time.Second)
+	}
+	rep := <-done
+	assert.Len(t, rep.Failed, 12)
+	assert.Equal(t, int32(concurrency), f.builder.maxInflight.Load())
+}
+
+func TestCancelledSyncPublishesNothing(t *testing.T) {
+	f := newFixture(t)
+	f.src.Set(cluster("ok", "https://ok"), cluster("hole", "blackhole://h"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.syncer.Sync(ctx)
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return f.builder.buildCount() == 2 }, 10*time.Second, time.Millisecond)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	assert.Zero(t, f.reg.Snapshot().Generation())
+	assert.Equal(t, 1, f.builder.releasedCount(), "the client built before the cancel is released")
+}
+
+func TestRunSyncsOnTheIntervalAndReleasesEverythingOnStop(t *testing.T) {
+	var lists atomic.Int32
+	src := clusterregistry.NewMemorySource(cluster("a", "https://a"), cluster("b", "https://b"))
+	counting := clusterregistry.SourceFunc(func(ctx context.Context) ([]clusterregistry.Cluster, error) {
+		lists.Add(1)
+		return src.List(ctx)
+	})
+	clk := clocktesting.NewFakeClock(epoch)
+	b := newFakeBuilder()
+	s, err := clusterregistry.NewSyncer[*fakeClient](counting, b,
+		clusterregistry.WithClock(clk), clusterregistry.WithInterval(time.Minute))
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	require.NoError(t, s.WaitForFirstSync(ctx))
+	assert.Equal(t, []string{"a", "b"}, s.Registry().Names())
+
+	for i := range 3 {
+		require.Eventually(t, clk.HasWaiters, 10*time.Second, time.Millisecond)
+		assert.Equal(t, int32(i+1), lists.Load())
+		clk.Step(72 * time.Second) // the interval plus its largest jitter
+		require.Eventually(t, func() bool { return lists.Load() == int32(i+2) }, 10*time.Second, time.Millisecond)
+	}
+
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, 2, b.releasedCount(), "every client is released when Run returns")
+	_, err = s.Registry().Get("a")
+	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
+	assert.ErrorIs(t, s.Registry().Snapshot().SourceErr(), clusterregistry.ErrStopped)
+
+	_, err = s.Sync(context.Background())
+	assert.ErrorIs(t, err, clusterregistry.ErrStopped)
+	assert.Error(t, s.Run(context.Background()), "Run may be called once")
+}
+
+func TestRunWaitsForLeasesBeforeReturning(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Hour))
+	f.src.Set(cluster("a", "https://a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.syncer.Run(ctx) }()
+	require.NoError(t, f.syncer.WaitForFirstSync(ctx))
+	lease, err := f.reg.Lease("a")
+	require.NoError(t, err)
+
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Run returned while a lease was held")
+	case <-time.After(50 * time.Millisecond):
+	}
+	lease.Release()
+	require.NoError(t, <-done)
+	assert.True(t, lease.Client().released.Load())
+}
+
+func TestTriggersDuringASyncCoalesceIntoOne(t *testing.T) {
+	var lists atomic.Int32
+	entered := make(chan struct{})
+	proceed := make(chan struct{})
+	src := clusterregistry.SourceFunc(func(context.Context) ([]clusterregistry.Cluster, error) {
+		if lists.Add(1) == 2 {
+			entered <- struct{}{}
+			<-proceed
+		}
+		return []clusterregistry.Cluster{cluster("a", "https://a")}, nil
+	})
+	clk := clocktesting.NewFakeClock(epoch)
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, newFakeBuilder(), clusterregistry.WithClock(clk))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	require.NoError(t, s.WaitForFirstSync(ctx))
+
+	s.Trigger() // starts sync 2, which blocks in List
+	<-entered
+	for range 100 {
+		s.Trigger()
+	}
+	close(proceed)
+
+	// Sync 3 runs for the hundred triggers; then Run waits on its timer.
+	require.Eventually(t, func() bool { return lists.Load() == 3 && clk.HasWaiters() }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, int32(3), lists.Load())
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, int32(3), lists.Load(), "exactly one more sync")
+}
+
+func TestWatcherChangeSyncsAtOnce(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithInterval(time.Hour))
+	f.src.Set(cluster("a", "https://a"))
+	f.run(t)
+	f.src.Upsert(cluster("b", "https://b"))
+	require.Eventually(t, func() bool { return len(f.reg.Names()) == 2 }, 10*time.Second, time.Millisecond,
+		"a change of the source reaches the Registry without the clock moving")
+}
+
+func TestRunRetriesAFailingClusterWhenItsBackoffEnds(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithInterval(time.Hour), clusterregistry.WithBackoff(time.Second, time.Minute))
+	f.src.Set(cluster("a", "fail://a"))
+	f.run(t)
+	require.Equal(t, 1, f.builder.buildCount())
+	f.waitForTimer(t)
+	f.clock.Step(1200 * time.Millisecond) // the backoff plus its largest jitter, far below the interval
+	require.Eventually(t, func() bool { return f.builder.buildCount() == 2 }, 10*time.Second, time.Millisecond)
+}
+
+func TestOneSyncAtATime(t *testing.T) {
+	var running, overlap atomic.Int32
+	src := clusterregistry.SourceFunc(func(context.Context) ([]clusterregistry.Cluster, error) {
+		if running.Add(1) > 1 {
+			overlap.Add(1)
+		}
+		defer running.Add(-1)
+		time.Sleep(time.Millisecond) // widen the window an overlap would need
+		return []clusterregistry.Cluster{cluster("a", "https://a")}, nil
+	})
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, newFakeBuilder())
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 10 {
+				_, err := s.Sync(context.Background())
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, overlap.Load())
+}
+
+func TestWaitForFirstSyncHonoursItsContext(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, f.syncer.WaitForFirstSync(ctx), context.Canceled)
+}
