@@ -125,7 +125,9 @@ func (l *Lease[T]) Cluster() string { return l.name }
 // the drain timeout has passed after a sync replaced or removed the cluster.
 func (l *Lease[T]) Client() T { return l.h.client }
 
-// Release returns the lease. Calls after the first do nothing.
+// Release returns the lease. If a sync has replaced or removed the cluster
+// and this was its last lease, the client is released to its Builder in the
+// calling goroutine. Calls after the first do nothing.
 func (l *Lease[T]) Release() {
 	if l.released.CompareAndSwap(false, true) {
 		l.h.unlease()
@@ -143,27 +145,31 @@ type handle[T any] struct {
 
 	leases    atomic.Int64
 	retired   atomic.Bool
+	onDrained func() // set by retire, before retired
 	drainOnce sync.Once
-	drained   chan struct{} // closed once retired with no leases
 }
 
 func newHandle[T any](client T, config *rest.Config, revision string, builtAt time.Time) *handle[T] {
-	return &handle[T]{client: client, config: config, revision: revision, builtAt: builtAt, drained: make(chan struct{})}
+	return &handle[T]{client: client, config: config, revision: revision, builtAt: builtAt}
 }
 
 func (h *handle[T]) unlease() {
 	if h.leases.Add(-1) == 0 && h.retired.Load() {
-		h.drainOnce.Do(func() { close(h.drained) })
+		h.drainOnce.Do(h.onDrained)
 	}
 }
 
-// retire marks h as no longer published. Its drained channel closes as soon
-// as no lease is held on it.
-func (h *handle[T]) retire() {
+// retire marks h as no longer published and calls drained once no lease is
+// held on it: at once, or from the Release of the last lease. It reports
+// whether drained has run.
+func (h *handle[T]) retire(drained func()) bool {
+	h.onDrained = drained
 	h.retired.Store(true)
 	if h.leases.Load() == 0 {
-		h.drainOnce.Do(func() { close(h.drained) })
+		h.drainOnce.Do(h.onDrained)
+		return true
 	}
+	return false
 }
 
 // member is one cluster within one state. It is immutable.

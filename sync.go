@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -53,8 +54,8 @@ type Syncer[T any] struct {
 	started   bool
 	nextRetry time.Time // earliest backoff retry of a failing cluster; zero if none
 
-	// releases tracks the goroutines that wait for a retired client's leases
-	// and the builds that overran their deadline; Run waits for both.
+	// releases tracks the retired clients that wait for their leases, and
+	// the builds that overran their deadline; Run waits for both.
 	releases sync.WaitGroup
 }
 
@@ -412,9 +413,13 @@ func (s *Syncer[T]) buildAll(ctx context.Context, plans []plan[T], generation ui
 	wg.Wait()
 }
 
-// build builds one client under the build timeout. A Builder that overruns
-// its deadline is abandoned; if it returns a client later, that client is
-// released.
+// abandonGrace is how long a build may take to return after its deadline
+// before the Syncer stops waiting for it.
+const abandonGrace = 100 * time.Millisecond
+
+// build builds one client under the build timeout. A Builder that has not
+// returned abandonGrace after its deadline is abandoned; if it returns a
+// client later, that client is released.
 func (s *Syncer[T]) build(ctx context.Context, c Cluster, generation uint64) (*handle[T], error) {
 	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
 	defer cancel()
@@ -451,13 +456,25 @@ func (s *Syncer[T]) build(ctx context.Context, c Cluster, generation uint64) (*h
 	select {
 	case r = <-done:
 	case <-ctx.Done():
-		mu.Lock()
+		// A Builder that honours ctx returns at once; give it a moment so
+		// that its own error is kept and concurrency stays bounded.
+		grace := time.NewTimer(abandonGrace)
+		got := true
 		select {
 		case r = <-done:
-		default:
-			abandoned = true
+		case <-grace.C:
+			got = false
 		}
-		mu.Unlock()
+		grace.Stop()
+		if !got {
+			mu.Lock()
+			select {
+			case r = <-done:
+			default:
+				abandoned = true
+			}
+			mu.Unlock()
+		}
 		if abandoned {
 			return nil, s.buildCtxErr(ctx)
 		}
@@ -629,30 +646,46 @@ func (s *Syncer[T]) logFailure(err *ClusterError) {
 	s.opts.logger.Error(err.Err, "Cluster failed; keeping its last good client, if any", kv...)
 }
 
-// release hands h's client back to the Builder once its leases are returned,
-// or once the drain timeout has passed.
+// release hands h's client back to the Builder once its leases are returned
+// (from the Release of the last one), or once the drain timeout has passed.
+// Run waits for every release before it returns.
 func (s *Syncer[T]) release(name string, h *handle[T]) {
-	h.retire()
-	select {
-	case <-h.drained:
-		s.builder.Release(h.client)
-		return
-	default:
-	}
-	timer := s.opts.clock.NewTimer(s.opts.drainTimeout)
 	s.releases.Add(1)
-	// Waits for the leases; Run waits for this goroutine before it returns.
-	go func() {
-		defer s.releases.Done()
-		defer timer.Stop()
-		select {
-		case <-h.drained:
-		case <-timer.C():
+	var (
+		freed atomic.Bool // the first of the two paths to set it releases
+		mu    sync.Mutex  // protects timer
+		timer clock.Timer
+	)
+	free := func(expired bool) {
+		if !freed.CompareAndSwap(false, true) {
+			return
+		}
+		if expired {
 			s.opts.logger.Info("Releasing a client that is still leased: drain timeout passed",
 				"cluster", name, "leases", h.leases.Load(), "drainTimeout", s.opts.drainTimeout)
+		} else {
+			// Not from the timer's own callback: a fake clock runs that under
+			// its lock, which Stop takes too.
+			mu.Lock()
+			t := timer
+			mu.Unlock()
+			if t != nil {
+				t.Stop()
+			}
 		}
 		s.builder.Release(h.client)
-	}()
+		s.releases.Done()
+	}
+	if h.retire(func() { free(false) }) {
+		return
+	}
+	t := s.opts.clock.AfterFunc(s.opts.drainTimeout, func() { free(true) })
+	mu.Lock()
+	timer = t
+	mu.Unlock()
+	if freed.Load() {
+		t.Stop() // the last lease went while the timer was being set
+	}
 }
 
 // withTimeout returns a context that ends after d on the Syncer's clock, so

@@ -1,0 +1,37 @@
+// Package clusterregistry keeps one client per Kubernetes cluster for services
+// that talk to many clusters at once: dashboards, multi-cluster controllers,
+// fleet tools.
+//
+// Three parts work together:
+//
+//   - A ClusterSource lists the clusters that should exist: kubeconfig
+//     files, Secrets in a hub cluster, a database, or your own (SourceFunc,
+//     MemorySource). Sources that can tell when they changed are Watchers.
+//   - A Syncer keeps a Registry in step with the source. It builds clients
+//     for new and changed clusters only, in parallel and each under its own
+//     deadline, with no lock held; it publishes the result with one pointer
+//     assignment under the write lock; and it releases replaced clients once
+//     nobody uses them.
+//   - A Registry answers "give me the client for cluster X" from any number
+//     of goroutines without ever waiting on I/O: Get, Default, Lease for
+//     long-lived uses, and Snapshot for a consistent view of everything.
+//
+// The client type is yours: a Builder makes it from a Cluster and releases
+// it. ClientBuilder makes the ready bundle *Client (typed, dynamic and
+// discovery clients over one shared *http.Client).
+//
+// Failures stay local. A cluster whose build fails keeps its last good
+// client, with a *ClusterError beside it, and is retried with exponential
+// backoff; a source that cannot be listed leaves the whole last good state in
+// place; one unreachable API server fails only its own build, after its
+// timeout. No credential appears in an error or a log line.
+//
+// A minimal service:
+//
+//	syncer, err := clusterregistry.NewSyncer(source, clusterregistry.ClientBuilder{})
+//	if err != nil { ... }
+//	go syncer.Run(ctx)                // until ctx ends; then releases every client
+//	_ = syncer.WaitForFirstSync(ctx)
+//	client, err := syncer.Registry().Get("prod")
+//	pods, err := client.Kubernetes().CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+package clusterregistry
