@@ -62,11 +62,12 @@ type ClusterSource interface {
 // next periodic sync.
 //
 // Syncer.Run calls Watch once, in a goroutine of its own, and cancels ctx
-// when it stops; Watch must return soon after. Watch calls changed whenever
-// the next List may return something new; changed never blocks and may be
-// called any number of times (calls during a sync coalesce into one more
-// sync). A Watch that returns early with an error is logged; periodic syncs
-// carry on.
+// when it stops; Watch must return soon after. Watch calls changed once as
+// soon as it is watching (a change made before that would otherwise go
+// unseen until the next periodic sync), and then whenever the next List may
+// return something new. changed never blocks and may be called any number of
+// times: calls during a sync coalesce into one more sync. A Watch that
+// returns early with an error is logged; periodic syncs carry on.
 type Watcher interface {
 	ClusterSource
 	Watch(ctx context.Context, changed func()) error
@@ -127,7 +128,8 @@ func (m *MemorySource) Delete(name string) {
 	})
 }
 
-// Watch calls changed after every Set, Upsert and Delete until ctx is done.
+// Watch calls changed when it starts and after every Set, Upsert and Delete,
+// until ctx is done.
 func (m *MemorySource) Watch(ctx context.Context, changed func()) error {
 	key := &changed
 	m.mu.Lock()
@@ -136,6 +138,7 @@ func (m *MemorySource) Watch(ctx context.Context, changed func()) error {
 	}
 	m.watchers[key] = struct{}{}
 	m.mu.Unlock()
+	changed() // anything set before the watch began is seen by the next sync
 
 	<-ctx.Done()
 

@@ -39,7 +39,9 @@ func TestBlackHoledClusterFailsAloneAfterItsTimeout(t *testing.T) {
 	done := syncAsync(f)
 	// The other clusters build while the black-holed one waits; the sync
 	// cannot finish before the build deadline.
-	require.Eventually(t, func() bool { return f.builder.buildCount() == 6 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		return f.builder.buildCount() == 6 && f.clock.Waiters() == 1 // only the black-holed build's deadline is left
+	}, 10*time.Second, time.Millisecond)
 	select {
 	case <-done:
 		t.Fatal("sync finished before the black-holed build timed out")
@@ -59,8 +61,9 @@ func TestBuildThatIgnoresItsDeadlineIsAbandonedAndReleased(t *testing.T) {
 	f := newFixture(t, clusterregistry.WithBuildTimeout(time.Second))
 	f.src.Set(cluster("ok", "https://ok"), cluster("stuck", "stuck://s"))
 	done := syncAsync(f)
-	require.Eventually(t, func() bool { return f.builder.buildCount() == 2 }, 10*time.Second, time.Millisecond)
-	f.waitForTimer(t)
+	require.Eventually(t, func() bool {
+		return f.builder.buildCount() == 2 && f.clock.Waiters() == 1 // only the stuck build's deadline is left
+	}, 10*time.Second, time.Millisecond)
 	f.clock.Step(time.Second)
 	rep := <-done
 	assert.Equal(t, []string{"ok"}, rep.Added)

@@ -1,0 +1,30 @@
+# The two commands README.md gives a newcomer are `make demo` and `make test`.
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin
+
+# Modules of this repository: the library, the real-API-server tests, the
+# examples, and the SQL source's tests with a real SQLite driver.
+MODULES := . test examples source/sqlsource/sqltest
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: demo test test-unit test-e2e lint fuzz bench
+
+## demo: start three local clusters and a dashboard, and change them while it runs
+demo:
+	cd examples && $(GO) run ./demo
+
+## test: every test of every module, under the race detector
+test: test-unit test-e2e
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+	cd source/sqlsource/sqltest && $(GO) test -race -count=1 ./...
+	cd examples && $(GO) build ./... && $(GO) test -race -count=1 ./...
+
+## test-e2e: tests against real kube-apiserver processes (builds them once into a cache)
+test-e2e:
+	cd test && $(GO) test -race -count=1 -timeout=45m ./...
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@for m in $(MODULES); do echo "vet + staticcheck: $$m"; (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
