@@ -28,7 +28,8 @@ type testAPIServer struct {
 
 	open      atomic.Int64 // connections open now
 	requests  atomic.Int64
-	blackhole atomic.Bool // accept, then never answer
+	blackhole atomic.Bool  // accept, then never answer
+	readyz    atomic.Int32 // status of /readyz; 0 means 200
 	hold      chan struct{}
 }
 
@@ -74,6 +75,13 @@ func (s *testAPIServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.URL.Path {
+	case "/readyz":
+		code := int(s.readyz.Load())
+		if code == 0 {
+			code = http.StatusOK
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte("[+]etcd ok\nreadyz check"))
 	case "/version":
 		_ = json.NewEncoder(w).Encode(map[string]string{"major": "1", "minor": "37", "gitVersion": "v1.37.2-test"})
 	case "/api/v1/namespaces":

@@ -174,19 +174,42 @@ func TestNoCredentialReachesErrorsOrLogs(t *testing.T) {
 		clusterregistry.Cluster{Name: "userinfo", Config: badHost},
 	)
 	s, err := clusterregistry.NewSyncer[*clusterregistry.Client](src, clusterregistry.ClientBuilder{},
-		clusterregistry.WithLogger(logger), clusterregistry.WithBuildTimeout(5*time.Second))
+		clusterregistry.WithLogger(logger), clusterregistry.WithBuildTimeout(5*time.Second),
+		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{FailureThreshold: 1}))
 	require.NoError(t, err)
+	sub := s.Registry().Subscribe()
+	defer sub.Close()
 	rep, err := s.Sync(context.Background())
 	require.NoError(t, err)
 	require.Len(t, rep.Failed, 5)
 
+	// A cluster that worked, then has its token refused: probes log and
+	// send events about it.
+	src.Upsert(clusterregistry.Cluster{Name: "rotated", Config: srv.config("accepted-token")})
+	_, err = s.Sync(context.Background())
+	require.NoError(t, err)
+	srv.mu.Lock()
+	srv.tokens = map[string]bool{}
+	srv.mu.Unlock()
+	require.NoError(t, s.Probe(context.Background()))
+	h, err := s.Registry().Health("rotated")
+	require.NoError(t, err)
+	require.Equal(t, clusterregistry.HealthUnauthorized, h.State)
+
 	var texts []string
+	events := drain(t, sub)
+	require.NotEmpty(t, events)
+	for _, ev := range events {
+		texts = append(texts, fmt.Sprintf("%+v %v", ev, ev.Err))
+	}
+	texts = append(texts, h.Err.Error())
 	for _, err := range s.Registry().Snapshot().Errors() {
 		texts = append(texts, err.Error(), fmt.Sprintf("%v %+v %#v", err, err, err))
 	}
 	for _, name := range s.Registry().Names() {
-		_, err := s.Registry().Get(name)
-		texts = append(texts, err.Error())
+		if _, err := s.Registry().Get(name); err != nil {
+			texts = append(texts, err.Error())
+		}
 	}
 	mu.Lock()
 	texts = append(texts, logs...)

@@ -39,6 +39,9 @@ type options struct {
 	drainTimeout  time.Duration
 	clock         clock.WithTickerAndDelayedExecution
 	logger        logr.Logger
+	observer      Observer
+	prober        any // a Prober[T]; checked by NewSyncer
+	healthCheck   HealthCheck
 }
 
 func defaultOptions() options {
@@ -52,6 +55,7 @@ func defaultOptions() options {
 		drainTimeout:  DefaultDrainTimeout,
 		clock:         clock.RealClock{},
 		logger:        logr.Discard(),
+		observer:      NopObserver{},
 	}
 }
 
@@ -75,6 +79,12 @@ func (o *options) validate() error {
 	}
 	if o.clock == nil {
 		errs = append(errs, errors.New("clock must not be nil"))
+	}
+	if o.observer == nil {
+		errs = append(errs, errors.New("observer must not be nil"))
+	}
+	if err := o.healthCheck.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

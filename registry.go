@@ -25,6 +25,12 @@ import (
 type Registry[T any] struct {
 	mu  sync.RWMutex // protects cur: held to read it, or to swap in a new state
 	cur *state[T]
+
+	// eventsMu orders publishing with subscribing: a state is swapped in and
+	// its events queued under it, and a new subscriber's replay is taken
+	// under it. Never held by a reader.
+	eventsMu    sync.Mutex
+	subscribers map[*Subscription]struct{} // protected by eventsMu
 }
 
 func newRegistry[T any]() *Registry[T] {
@@ -142,6 +148,8 @@ type handle[T any] struct {
 	revision   string
 	builtAt    time.Time
 	generation uint64 // the generation that first published the client
+
+	health atomic.Pointer[Health] // latest probe result; nil before the first
 
 	leases    atomic.Int64
 	retired   atomic.Bool

@@ -38,6 +38,10 @@ type ClusterInfo struct {
 	// BuiltGeneration is the generation that first published the serving
 	// client; zero if not Serving.
 	BuiltGeneration uint64
+	// Health is what the latest probes say of the serving client
+	// (WithHealthCheck). Unlike the rest of a Snapshot it is live: it is read
+	// when Cluster or Clusters is called, not when the Snapshot was taken.
+	Health Health
 }
 
 // Generation counts the states the Registry has published, starting at 1
@@ -171,6 +175,9 @@ func (s Snapshot[T]) info(m *member[T]) ClusterInfo {
 		ci.Serving = true
 		ci.BuiltAt = m.h.builtAt
 		ci.BuiltGeneration = m.h.generation
+		ci.Health = m.h.loadHealth()
+	} else {
+		ci.Health = Health{State: HealthUnknown}
 	}
 	return ci
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,8 +41,12 @@ import (
 type Syncer[T any] struct {
 	source  ClusterSource
 	builder Builder[T]
+	prober  Prober[T] // nil unless WithHealthCheck
 	opts    options
 	reg     *Registry[T]
+
+	probeMu sync.Mutex             // serializes probe rounds; protects reauths
+	reauths map[*handle[T]]*reauth // source re-reads asked for by 401s
 
 	trigger   chan struct{} // buffered 1: pending triggers coalesce into one sync
 	firstDone chan struct{} // closed when the first sync has finished
@@ -103,9 +108,19 @@ func NewSyncer[T any](source ClusterSource, builder Builder[T], opts ...Option) 
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("clusterregistry: %w", err)
 	}
+	var prober Prober[T]
+	if o.prober != nil {
+		p, ok := o.prober.(Prober[T])
+		if !ok {
+			var zero T
+			return nil, fmt.Errorf("clusterregistry: health check prober is a %T, not a Prober of %T", o.prober, zero)
+		}
+		prober = p
+	}
 	return &Syncer[T]{
 		source:    source,
 		builder:   builder,
+		prober:    prober,
 		opts:      o,
 		reg:       newRegistry[T](),
 		trigger:   make(chan struct{}, 1),
@@ -169,6 +184,18 @@ func (s *Syncer[T]) Run(ctx context.Context) error {
 
 	var watchers sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
+	if s.prober != nil {
+		watchers.Add(1)
+		// Probes from the first sync on; stopWatch ends it and Run waits.
+		go func() {
+			defer watchers.Done()
+			select {
+			case <-s.firstDone:
+				s.probeLoop(watchCtx)
+			case <-watchCtx.Done():
+			}
+		}()
+	}
 	if w, ok := s.source.(Watcher); ok {
 		watchers.Add(1)
 		// The watch lives as long as Run; stopWatch ends it and Run waits.
@@ -222,12 +249,17 @@ func (s *Syncer[T]) shutdown() {
 	s.syncMu.Lock()
 	s.stopped = true
 	cur := s.reg.load()
-	s.reg.swap(&state[T]{
+	next := &state[T]{
 		generation: cur.generation + 1,
 		sourceErr:  ErrStopped,
 		defaultErr: fmt.Errorf("%w: %w", ErrNoDefaultCluster, ErrStopped),
 		syncedAt:   s.opts.clock.Now(),
-	}, s.opts.clock.Now)
+	}
+	var events []Event
+	for _, name := range cur.names {
+		events = append(events, Event{Type: EventRemoved, Cluster: name, Generation: next.generation})
+	}
+	s.publish(next, events)
 	for _, m := range cur.members {
 		if m.h != nil {
 			s.release(m.name, m.h)
@@ -289,11 +321,11 @@ func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, error) {
 		return SyncReport{Generation: cur.generation}, ctx.Err()
 	}
 
-	next, retired := s.assemble(cur, plans, &rep, clk.Now())
+	next, retired, events := s.assemble(cur, plans, &rep, clk.Now())
 	rep.Generation = cur.generation
 	if next != nil {
 		// Phase 3: publish. The write lock covers the assignment alone.
-		rep.LockHeld = s.reg.swap(next, clk.Now)
+		rep.LockHeld = s.publish(next, events)
 		rep.Generation, rep.Published = next.generation, true
 	}
 
@@ -313,7 +345,7 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 		next.generation++
 		next.sourceErr = err
 		next.syncedAt = s.opts.clock.Now()
-		rep.LockHeld = s.reg.swap(&next, s.opts.clock.Now)
+		rep.LockHeld = s.publish(&next, nil)
 		rep.Generation, rep.Published = next.generation, true
 	}
 	for name := range (Snapshot[T]{s: cur}).Errors() {
@@ -323,12 +355,23 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 	return rep
 }
 
+// publish swaps in next and queues its events for the subscribers. It
+// returns how long the write lock was held.
+func (s *Syncer[T]) publish(next *state[T], events []Event) time.Duration {
+	s.reg.eventsMu.Lock()
+	defer s.reg.eventsMu.Unlock()
+	held := s.reg.swap(next, s.opts.clock.Now)
+	s.reg.emitLocked(events)
+	return held
+}
+
 func (s *Syncer[T]) finishLocked(rep *SyncReport, start time.Time, err error) {
 	rep.Duration = s.opts.clock.Since(start)
 	if !s.firstSyncDone() {
 		s.firstErr = err
 		close(s.firstDone)
 	}
+	s.opts.observer.SyncDone(*rep, err)
 	log := s.opts.logger.V(1)
 	if rep.Published || err != nil {
 		log = s.opts.logger
@@ -407,7 +450,9 @@ func (s *Syncer[T]) buildAll(ctx context.Context, plans []plan[T], generation ui
 		// cluster holds up no other; buildAll waits for all of them.
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			start := s.opts.clock.Now()
 			p.h, p.err = s.build(ctx, p.desc, generation)
+			s.opts.observer.BuildDone(p.desc.Name, s.opts.clock.Since(start), p.err)
 		}()
 	}
 	wg.Wait()
@@ -504,9 +549,15 @@ type retiree[T any] struct {
 }
 
 // assemble makes the next state from the plans and their builds. It returns
-// nil if nothing changed, and the handles to retire after the swap.
-func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, now time.Time) (*state[T], []retiree[T]) {
+// nil if nothing changed, the handles to retire after the swap, and the
+// events of the change.
+func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, now time.Time) (*state[T], []retiree[T], []Event) {
 	changed := cur.sourceErr != nil
+	gen := cur.generation + 1
+	var events []Event
+	event := func(t EventType, name string, err error) {
+		events = append(events, Event{Type: t, Cluster: name, Generation: gen, Err: err})
+	}
 	members := make(map[string]*member[T], len(plans))
 	var retired []retiree[T]
 	var nextRetry time.Time
@@ -535,8 +586,10 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 			if m.h != nil {
 				retired = append(retired, retiree[T]{name, m.h})
 				rep.Updated = append(rep.Updated, name)
+				event(EventUpdated, name, nil)
 			} else {
 				rep.Added = append(rep.Added, name)
+				event(EventAdded, name, nil)
 			}
 			m.h = p.h
 		case p.err != nil:
@@ -547,12 +600,14 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 			}
 			if p.old == nil || p.old.fail == nil || p.old.fail.err != m.fail.err {
 				s.logFailure(m.fail.err)
+				event(EventFailed, name, m.fail.err)
 			}
 		default:
 			rep.Unchanged++
-			if p.old.fail != nil {
-				s.opts.logger.Info("Cluster recovered", "cluster", name)
-			}
+		}
+		if m.fail == nil && p.old != nil && p.old.fail != nil {
+			s.opts.logger.Info("Cluster recovered", "cluster", name)
+			event(EventRecovered, name, nil)
 		}
 		if m.isDefault {
 			marked = append(marked, name)
@@ -568,6 +623,7 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 		if _, ok := members[name]; !ok {
 			changed, newNames = true, true
 			rep.Removed = append(rep.Removed, name)
+			event(EventRemoved, name, nil)
 			if h := cur.members[name].h; h != nil {
 				retired = append(retired, retiree[T]{name, h})
 			}
@@ -583,8 +639,11 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 		slices.Sort(l)
 	}
 	if !changed {
-		return nil, nil
+		return nil, nil, nil
 	}
+	// Per cluster, in name order; within one cluster, the client's change
+	// before the error's.
+	slices.SortStableFunc(events, func(a, b Event) int { return strings.Compare(a.Cluster, b.Cluster) })
 
 	names := cur.names
 	if newNames {
@@ -597,7 +656,7 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 		defaultName: defaultName,
 		defaultErr:  defaultErr,
 		syncedAt:    now,
-	}, retired
+	}, retired, events
 }
 
 // failureFor returns the failure record of a plan that ended in p.err.

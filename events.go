@@ -1,0 +1,198 @@
+package clusterregistry
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// EventType says what happened to a cluster.
+type EventType string
+
+// The event types. A new subscriber first receives the current state as
+// Added, Failed and Unhealthy events with Replay set.
+const (
+	// EventAdded: the cluster got its first client.
+	EventAdded EventType = "Added"
+	// EventUpdated: the cluster got a new client; the old one is released
+	// once its leases are returned.
+	EventUpdated EventType = "Updated"
+	// EventRemoved: the cluster left the source; its client, if any, is
+	// released once its leases are returned.
+	EventRemoved EventType = "Removed"
+	// EventFailed: the cluster has a new error (Event.Err). It keeps its last
+	// good client, if it has one.
+	EventFailed EventType = "Failed"
+	// EventRecovered: the cluster's error cleared.
+	EventRecovered EventType = "Recovered"
+	// EventUnhealthy: a health probe says the cluster's client cannot be
+	// used (Event.Health says how).
+	EventUnhealthy EventType = "Unhealthy"
+	// EventHealthy: probes succeed again.
+	EventHealthy EventType = "Healthy"
+	// EventResync: the subscriber fell too far behind; its pending events
+	// were dropped, and the current state follows as replayed events.
+	EventResync EventType = "Resync"
+)
+
+// An Event is one change of one cluster.
+type Event struct {
+	Type    EventType
+	Cluster string // empty for EventResync
+	// Generation is the Registry's generation that the event belongs to.
+	Generation uint64
+	// Err is the cluster's error for EventFailed, and the latest probe error
+	// for EventUnhealthy. It never contains a credential.
+	Err error
+	// Health is the cluster's health for EventHealthy and EventUnhealthy.
+	Health Health
+	// Replay marks the events that describe the state as it was when the
+	// subscriber subscribed (or resynced), rather than a change.
+	Replay bool
+}
+
+// ErrUnsubscribed is returned by Subscription.Next after Close.
+var ErrUnsubscribed = errors.New("subscription closed")
+
+// subscriptionBacklog is how many events beyond one per known cluster a
+// subscriber may have pending before it is resynced.
+const subscriptionBacklog = 1024
+
+// A Subscription delivers the events of a Registry, in order, to one
+// subscriber. Events are queued for the subscriber, never sent while a lock
+// of the Registry is held, so a slow subscriber blocks neither syncs nor
+// other subscribers. If it falls behind by more than 1,024 events plus one
+// per cluster, its pending events are dropped and it receives EventResync
+// followed by the current state, replayed; it never misses the state, only
+// intermediate steps. Close releases everything the subscription holds; a
+// Subscription starts no goroutine.
+type Subscription struct {
+	reg interface{ unsubscribe(*Subscription) }
+
+	notify chan struct{} // buffered 1: something was queued
+
+	mu     sync.Mutex // protects queue and closed
+	queue  []Event
+	closed bool
+}
+
+// Next returns the next event, waiting for one until ctx is done. After
+// Close it returns ErrUnsubscribed. Next may be called from one goroutine at
+// a time.
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return Event{}, ErrUnsubscribed
+		}
+		if len(s.queue) > 0 {
+			ev := s.queue[0]
+			s.queue[0] = Event{}
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			return ev, nil
+		}
+		s.mu.Unlock()
+
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+}
+
+// Close ends the subscription: pending events are dropped and Next returns
+// ErrUnsubscribed. Calls after the first do nothing.
+func (s *Subscription) Close() {
+	s.mu.Lock()
+	already := s.closed
+	s.closed, s.queue = true, nil
+	s.mu.Unlock()
+	if !already {
+		s.reg.unsubscribe(s)
+		s.wake()
+	}
+}
+
+func (s *Subscription) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// deliver queues events, or resyncs the subscriber with replay() if it has
+// fallen too far behind. clusters is the number of known clusters.
+func (s *Subscription) deliver(events []Event, clusters int, replay func() []Event) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue)+len(events) > subscriptionBacklog+clusters {
+		s.queue = append([]Event{{Type: EventResync}}, replay()...)
+	} else {
+		s.queue = append(s.queue, events...)
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// Subscribe returns a subscription to the Registry's events. Its first events
+// replay the current state (Replay set): an EventAdded for every cluster with
+// a client, an EventFailed for every cluster with an error and an
+// EventUnhealthy for every unhealthy one, so per-cluster work can start with
+// no gap or overlap between "list" and "watch". The caller must Close it.
+func (r *Registry[T]) Subscribe() *Subscription {
+	sub := &Subscription{reg: r, notify: make(chan struct{}, 1)}
+	r.eventsMu.Lock()
+	defer r.eventsMu.Unlock()
+	// Under eventsMu no state is published, so the replay and the events
+	// that follow it meet exactly.
+	sub.queue = replayState(r.load())
+	if r.subscribers == nil {
+		r.subscribers = make(map[*Subscription]struct{})
+	}
+	r.subscribers[sub] = struct{}{}
+	return sub
+}
+
+func (r *Registry[T]) unsubscribe(sub *Subscription) {
+	r.eventsMu.Lock()
+	delete(r.subscribers, sub)
+	r.eventsMu.Unlock()
+}
+
+// emitLocked queues events for every subscriber. r.eventsMu must be held.
+func (r *Registry[T]) emitLocked(events []Event) {
+	if len(events) == 0 || len(r.subscribers) == 0 {
+		return
+	}
+	cur := r.load()
+	replay := func() []Event { return replayState(cur) }
+	for sub := range r.subscribers {
+		sub.deliver(events, len(cur.names), replay)
+	}
+}
+
+// replayState describes st as events.
+func replayState[T any](st *state[T]) []Event {
+	events := make([]Event, 0, len(st.names))
+	for _, name := range st.names {
+		m := st.members[name]
+		if m.h != nil {
+			events = append(events, Event{Type: EventAdded, Cluster: name, Generation: m.h.generation, Replay: true})
+			if h := m.h.loadHealth(); h.State.unhealthy() {
+				events = append(events, Event{Type: EventUnhealthy, Cluster: name, Generation: st.generation,
+					Err: h.Err, Health: h, Replay: true})
+			}
+		}
+		if m.fail != nil {
+			events = append(events, Event{Type: EventFailed, Cluster: name, Generation: st.generation,
+				Err: m.fail.err, Replay: true})
+		}
+	}
+	return events
+}
