@@ -268,3 +268,75 @@ func TestObserverSeesSyncsBuildsAndProbes(t *testing.T) {
 	assert.Equal(t, int32(2), o.probes.Load(), "only a has a client to probe")
 	assert.Equal(t, int32(2), o.changes.Load(), "Unknown to Ready, Ready to Unreachable")
 }
+
+// TestProbesOfAPIServersThatFlip probes local TLS API servers through the
+// Syncer while they turn slow, down, unauthorized and healthy again.
+func TestProbesOfAPIServersThatFlip(t *testing.T) {
+	srv := newTestAPIServer(t, "tok")
+	clk := clocktesting.NewFakeClock(epoch)
+	src := clusterregistry.NewMemorySource(clusterregistry.Cluster{Name: "flip", Config: srv.config("tok")})
+	s, err := clusterregistry.NewSyncer[*clusterregistry.Client](src, clusterregistry.ClientBuilder{}, clusterregistry.WithClock(clk),
+		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{Timeout: 5 * time.Second, FailureThreshold: 2}))
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = s.Sync(ctx)
+	require.NoError(t, err)
+	defer func() {
+		c, _ := s.Registry().Get("flip")
+		clusterregistry.ClientBuilder{}.Release(c)
+	}()
+	health := func() clusterregistry.HealthState {
+		h, err := s.Registry().Health("flip")
+		require.NoError(t, err)
+		return h.State
+	}
+	probe := func() {
+		t.Helper()
+		require.NoError(t, s.Probe(ctx))
+	}
+	// slowProbe probes while the server holds every request, and times the
+	// probe out on the fake clock.
+	slowProbe := func() {
+		t.Helper()
+		srv.blackhole.Store(true)
+		defer srv.blackhole.Store(false)
+		done := make(chan error, 1)
+		before := srv.requests.Load()
+		go func() { done <- s.Probe(ctx) }()
+		require.Eventually(t, func() bool { return srv.requests.Load() > before && clk.Waiters() == 1 }, 10*time.Second, time.Millisecond)
+		clk.Step(5 * time.Second)
+		require.NoError(t, <-done)
+	}
+
+	probe()
+	assert.Equal(t, clusterregistry.HealthReady, health())
+	slowProbe()
+	assert.Equal(t, clusterregistry.HealthReady, health(), "one slow answer does not flap the state")
+	slowProbe()
+	assert.Equal(t, clusterregistry.HealthUnreachable, health())
+	probe()
+	assert.Equal(t, clusterregistry.HealthReady, health())
+
+	srv.mu.Lock()
+	srv.tokens = map[string]bool{}
+	srv.mu.Unlock()
+	probe()
+	probe()
+	assert.Equal(t, clusterregistry.HealthUnauthorized, health())
+
+	srv.mu.Lock()
+	srv.tokens = map[string]bool{"tok": true}
+	srv.mu.Unlock()
+	srv.readyz.Store(http.StatusInternalServerError)
+	probe()
+	assert.Equal(t, clusterregistry.HealthNotReady, health(), "already failing: the latest cause shows")
+	srv.readyz.Store(0)
+	probe()
+	assert.Equal(t, clusterregistry.HealthReady, health())
+
+	srv.CloseClientConnections()
+	srv.Listener.Close()
+	probe()
+	probe()
+	assert.Equal(t, clusterregistry.HealthUnreachable, health())
+}
