@@ -33,7 +33,7 @@ type testAPIServer struct {
 	hold      chan struct{}
 }
 
-func newTestAPIServer(t *testing.T, tokens ...string) *testAPIServer {
+func newTestAPIServer(t testing.TB, tokens ...string) *testAPIServer {
 	t.Helper()
 	s := &testAPIServer{tokens: map[string]bool{}, hold: make(chan struct{})}
 	for _, tok := range tokens {
@@ -105,7 +105,7 @@ func (s *testAPIServer) config(token string) *rest.Config {
 }
 
 // openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
+func openFDs(t testing.TB) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	require.NoError(t, err)

@@ -173,15 +173,15 @@ func (r *Registry[T]) emitLocked(events []Event) {
 	cur := r.load()
 	replay := func() []Event { return replayState(cur) }
 	for sub := range r.subscribers {
-		sub.deliver(events, len(cur.names), replay)
+		sub.deliver(events, len(cur.sorted), replay)
 	}
 }
 
 // replayState describes st as events.
 func replayState[T any](st *state[T]) []Event {
-	events := make([]Event, 0, len(st.names))
-	for _, name := range st.names {
-		m := st.members[name]
+	events := make([]Event, 0, len(st.sorted))
+	for _, m := range st.sorted {
+		name := m.name
 		if m.h != nil {
 			events = append(events, Event{Type: EventAdded, Cluster: name, Generation: m.h.generation, Replay: true})
 			if h := m.h.loadHealth(); h.State.unhealthy() {

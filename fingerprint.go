@@ -26,36 +26,37 @@ func sameDescription(config *rest.Config, revision string, c Cluster) bool {
 }
 
 func sameConfig(a, b *rest.Config) bool {
-	if a == nil || b == nil {
+	if a == nil || b == nil || a == b {
 		return a == b
 	}
+	// Cheap fields first; reflection only where a value is set.
 	return a.Host == b.Host &&
 		a.APIPath == b.APIPath &&
 		a.AcceptContentTypes == b.AcceptContentTypes &&
 		a.ContentType == b.ContentType &&
-		reflect.DeepEqual(a.GroupVersion, b.GroupVersion) &&
+		samePointee(a.GroupVersion, b.GroupVersion) &&
 		sameValue(a.NegotiatedSerializer, b.NegotiatedSerializer) &&
 		a.Username == b.Username &&
 		a.Password == b.Password &&
 		a.BearerToken == b.BearerToken &&
 		a.BearerTokenFile == b.BearerTokenFile &&
 		sameImpersonation(a.Impersonate, b.Impersonate) &&
-		reflect.DeepEqual(a.AuthProvider, b.AuthProvider) &&
+		samePointee(a.AuthProvider, b.AuthProvider) &&
 		sameValue(a.AuthConfigPersister, b.AuthConfigPersister) &&
-		reflect.DeepEqual(a.ExecProvider, b.ExecProvider) &&
+		samePointee(a.ExecProvider, b.ExecProvider) &&
 		sameTLS(a.TLSClientConfig, b.TLSClientConfig) &&
 		a.UserAgent == b.UserAgent &&
 		a.DisableCompression == b.DisableCompression &&
 		sameValue(a.Transport, b.Transport) &&
-		sameFunc(a.WrapTransport, b.WrapTransport) &&
+		(a.WrapTransport == nil && b.WrapTransport == nil || sameFunc(a.WrapTransport, b.WrapTransport)) &&
 		a.QPS == b.QPS &&
 		a.Burst == b.Burst &&
 		sameValue(a.RateLimiter, b.RateLimiter) &&
 		sameValue(a.WarningHandler, b.WarningHandler) &&
 		sameValue(a.WarningHandlerWithContext, b.WarningHandlerWithContext) &&
 		a.Timeout == b.Timeout &&
-		sameFunc(a.Dial, b.Dial) &&
-		sameFunc(a.Proxy, b.Proxy)
+		(a.Dial == nil && b.Dial == nil || sameFunc(a.Dial, b.Dial)) &&
+		(a.Proxy == nil && b.Proxy == nil || sameFunc(a.Proxy, b.Proxy))
 }
 
 func sameTLS(a, b rest.TLSClientConfig) bool {
@@ -75,6 +76,14 @@ func sameImpersonation(a, b rest.ImpersonationConfig) bool {
 		a.UID == b.UID &&
 		slices.Equal(a.Groups, b.Groups) &&
 		maps.EqualFunc(a.Extra, b.Extra, slices.Equal)
+}
+
+// samePointee compares what two pointers point to.
+func samePointee[T any](a, b *T) bool {
+	if a == nil || b == nil || a == b {
+		return a == b
+	}
+	return reflect.DeepEqual(*a, *b)
 }
 
 // sameValue compares two interface values by identity where their type allows

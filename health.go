@@ -233,9 +233,9 @@ func (s *Syncer[T]) Probe(ctx context.Context) error {
 		err  error
 	}
 	var targets []*target
-	for _, name := range st.names {
-		if h := st.members[name].h; h != nil {
-			targets = append(targets, &target{name: name, h: h})
+	for _, m := range st.sorted {
+		if m.h != nil {
+			targets = append(targets, &target{name: m.name, h: m.h})
 		}
 	}
 	hc := s.opts.healthCheck

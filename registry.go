@@ -203,10 +203,10 @@ type failure struct {
 type state[T any] struct {
 	generation  uint64
 	members     map[string]*member[T]
-	names       []string // sorted keys of members
-	defaultName string   // "" when there is no default
-	defaultErr  error    // why there is no (unambiguous) default
-	sourceErr   error    // latest error of the source's List, nil after a good one
+	sorted      []*member[T] // the members, by name
+	defaultName string       // "" when there is no default
+	defaultErr  error        // why there is no (unambiguous) default
+	sourceErr   error        // latest error of the source's List, nil after a good one
 	syncedAt    time.Time
 }
 

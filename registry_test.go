@@ -338,7 +338,7 @@ func TestBadInputNamesClusterAndField(t *testing.T) {
 	)
 	rep := f.sync(t)
 	require.Len(t, rep.Invalid, 1)
-	assert.EqualError(t, rep.Invalid[0], "cluster at index 1: field name: must not be empty")
+	assert.EqualError(t, rep.Invalid[0], "cluster at index 0: field name: must not be empty")
 	assert.Equal(t, []string{"noconfig", "nohost", "parsed", "twice"}, rep.Failed)
 
 	wantErrs := map[string]string{
@@ -484,4 +484,16 @@ func TestOptionsAreValidated(t *testing.T) {
 	assert.ErrorContains(t, err, "source")
 	_, err = clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(), nil)
 	assert.ErrorContains(t, err, "builder")
+}
+
+func TestDuplicateNamesInAnUnsortedListing(t *testing.T) {
+	listing := []clusterregistry.Cluster{cluster("b", "https://b"), cluster("a", "https://a"), cluster("b", "https://b2")}
+	s, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.SourceFunc(
+		func(context.Context) ([]clusterregistry.Cluster, error) { return listing, nil }), newFakeBuilder())
+	require.NoError(t, err)
+	rep, err := s.Sync(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a"}, rep.Added)
+	assert.Equal(t, []string{"b"}, rep.Failed)
+	assert.EqualError(t, s.Registry().Err("b"), `cluster "b": field name: listed 2 times`)
 }

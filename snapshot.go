@@ -2,7 +2,6 @@ package clusterregistry
 
 import (
 	"iter"
-	"slices"
 	"time"
 )
 
@@ -66,7 +65,7 @@ func (s Snapshot[T]) Len() int {
 	if s.s == nil {
 		return 0
 	}
-	return len(s.s.names)
+	return len(s.s.sorted)
 }
 
 // Names returns the names of all known clusters, sorted. The slice is the
@@ -75,7 +74,11 @@ func (s Snapshot[T]) Names() []string {
 	if s.s == nil {
 		return nil
 	}
-	return slices.Clone(s.s.names)
+	names := make([]string, len(s.s.sorted))
+	for i, m := range s.s.sorted {
+		names[i] = m.name
+	}
+	return names
 }
 
 // Get returns the client of the cluster called name, with the errors of
@@ -118,8 +121,8 @@ func (s Snapshot[T]) Cluster(name string) (ClusterInfo, bool) {
 func (s Snapshot[T]) Clusters() iter.Seq[ClusterInfo] {
 	st := s.state()
 	return func(yield func(ClusterInfo) bool) {
-		for _, name := range st.names {
-			if !yield(s.info(st.members[name])) {
+		for _, m := range st.sorted {
+			if !yield(s.info(m)) {
 				return
 			}
 		}
@@ -131,9 +134,8 @@ func (s Snapshot[T]) Clusters() iter.Seq[ClusterInfo] {
 func (s Snapshot[T]) All() iter.Seq2[string, T] {
 	st := s.state()
 	return func(yield func(string, T) bool) {
-		for _, name := range st.names {
-			m := st.members[name]
-			if m.h != nil && !yield(name, m.h.client) {
+		for _, m := range st.sorted {
+			if m.h != nil && !yield(m.name, m.h.client) {
 				return
 			}
 		}
@@ -145,9 +147,8 @@ func (s Snapshot[T]) All() iter.Seq2[string, T] {
 func (s Snapshot[T]) Errors() iter.Seq2[string, *ClusterError] {
 	st := s.state()
 	return func(yield func(string, *ClusterError) bool) {
-		for _, name := range st.names {
-			m := st.members[name]
-			if m.fail != nil && !yield(name, m.fail.err) {
+		for _, m := range st.sorted {
+			if m.fail != nil && !yield(m.name, m.fail.err) {
 				return
 			}
 		}

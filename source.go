@@ -3,6 +3,7 @@ package clusterregistry
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 
 	"k8s.io/client-go/rest"
@@ -85,18 +86,28 @@ func (f SourceFunc) List(ctx context.Context) ([]Cluster, error) { return f(ctx)
 // The zero value is an empty source, ready to use.
 type MemorySource struct {
 	mu       sync.Mutex // protects clusters and watchers
-	clusters []Cluster  // replaced, never changed in place: List hands it out
+	clusters []Cluster  // sorted by name; replaced, never changed in place: List hands it out
 	watchers map[*func()]struct{}
 }
 
 // NewMemorySource returns a MemorySource holding clusters.
 func NewMemorySource(clusters ...Cluster) *MemorySource {
 	m := &MemorySource{}
-	m.clusters = slices.Clone(clusters)
+	m.clusters = sortedClusters(clusters)
 	return m
 }
 
-// List returns the current clusters. It never fails.
+// sortedClusters returns a copy of clusters sorted by name. A listing sorted
+// by name is cheaper for the Syncer to check for duplicate names.
+func sortedClusters(clusters []Cluster) []Cluster {
+	out := slices.Clone(clusters)
+	slices.SortStableFunc(out, byName)
+	return out
+}
+
+func byName(a, b Cluster) int { return strings.Compare(a.Name, b.Name) }
+
+// List returns the current clusters, sorted by name. It never fails.
 func (m *MemorySource) List(context.Context) ([]Cluster, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -105,16 +116,16 @@ func (m *MemorySource) List(context.Context) ([]Cluster, error) {
 
 // Set replaces all clusters.
 func (m *MemorySource) Set(clusters ...Cluster) {
-	m.update(func([]Cluster) []Cluster { return slices.Clone(clusters) })
+	m.update(func([]Cluster) []Cluster { return sortedClusters(clusters) })
 }
 
 // Upsert adds c, or replaces the cluster of the same name.
 func (m *MemorySource) Upsert(c Cluster) {
 	m.update(func(old []Cluster) []Cluster {
-		i := slices.IndexFunc(old, func(o Cluster) bool { return o.Name == c.Name })
+		i, found := slices.BinarySearchFunc(old, c, byName)
 		next := slices.Clone(old)
-		if i < 0 {
-			return append(next, c)
+		if !found {
+			return slices.Insert(next, i, c)
 		}
 		next[i] = c
 		return next

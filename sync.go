@@ -256,8 +256,8 @@ func (s *Syncer[T]) shutdown() {
 		syncedAt:   s.opts.clock.Now(),
 	}
 	var events []Event
-	for _, name := range cur.names {
-		events = append(events, Event{Type: EventRemoved, Cluster: name, Generation: next.generation})
+	for _, m := range cur.sorted {
+		events = append(events, Event{Type: EventRemoved, Cluster: m.name, Generation: next.generation})
 	}
 	s.publish(next, events)
 	for _, m := range cur.members {
@@ -348,8 +348,10 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 		rep.LockHeld = s.publish(&next, nil)
 		rep.Generation, rep.Published = next.generation, true
 	}
-	for name := range (Snapshot[T]{s: cur}).Errors() {
-		rep.Failed = append(rep.Failed, name)
+	for _, m := range cur.sorted {
+		if m.fail != nil {
+			rep.Failed = append(rep.Failed, m.name)
+		}
 	}
 	s.finishLocked(&rep, start, err)
 	return rep
@@ -393,19 +395,28 @@ func (s *Syncer[T]) firstSyncDone() bool {
 // planLocked decides, for every listed cluster, whether to keep its client,
 // build a new one, or record an error; builds are left to buildAll.
 func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
-	count := make(map[string]int, len(listed))
 	var invalid []error
 	for i, c := range listed {
 		if c.Name == "" {
 			invalid = append(invalid, fmt.Errorf("cluster at index %d: field name: must not be empty", i))
-			continue
 		}
-		count[c.Name]++
+	}
+	// Names listed more than once are counted; a listing sorted by name (as
+	// MemorySource keeps it) shows it has none without a map.
+	var count map[string]int
+	if !strictlySorted(listed) {
+		count = make(map[string]int, len(listed))
+		for _, c := range listed {
+			count[c.Name]++
+		}
 	}
 
-	plans := make([]plan[T], 0, len(count))
+	plans := make([]plan[T], 0, len(listed))
 	for _, c := range listed {
-		n := count[c.Name]
+		n := 1
+		if count != nil {
+			n = count[c.Name]
+		}
 		if c.Name == "" || n == 0 {
 			continue
 		}
@@ -433,6 +444,17 @@ func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) (
 		plans = append(plans, p)
 	}
 	return plans, invalid
+}
+
+// strictlySorted reports whether every name in listed is greater than the
+// one before it.
+func strictlySorted(listed []Cluster) bool {
+	for i := 1; i < len(listed); i++ {
+		if listed[i-1].Name >= listed[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 // buildAll runs the planned builds, at most the configured number at once.
@@ -558,15 +580,41 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 	event := func(t EventType, name string, err error) {
 		events = append(events, Event{Type: t, Cluster: name, Generation: gen, Err: err})
 	}
-	members := make(map[string]*member[T], len(plans))
+	next := make([]*member[T], len(plans))
 	var retired []retiree[T]
 	var nextRetry time.Time
 	var marked []string
-	newNames := false
+	kept := 0 // plans of names that cur knows
 
 	for i := range plans {
 		p := &plans[i]
 		name := p.desc.Name
+		if p.desc.Default {
+			marked = append(marked, name)
+		}
+		if p.old != nil {
+			kept++
+		}
+		if p.build {
+			rep.Builds++
+		}
+		// The common case at scale: nothing new about this cluster. Keep its
+		// member as it is, allocating nothing.
+		if old := p.old; old != nil && p.h == nil && old.isDefault == p.desc.Default && old.revision == p.desc.Revision &&
+			((p.err == nil && old.fail == nil) || (p.err != nil && old.fail != nil && p.err == old.fail.err)) &&
+			maps.Equal(old.labels, p.desc.Labels) {
+			next[i] = old
+			if old.fail != nil {
+				rep.Failed = append(rep.Failed, name)
+				if r := old.fail.err.NextRetry; !r.IsZero() && (nextRetry.IsZero() || r.Before(nextRetry)) {
+					nextRetry = r
+				}
+			} else {
+				rep.Unchanged++
+			}
+			continue
+		}
+
 		m := &member[T]{
 			name:      name,
 			isDefault: p.desc.Default,
@@ -575,11 +623,6 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 		}
 		if p.old != nil {
 			m.h = p.old.h
-		} else {
-			newNames = true
-		}
-		if p.build {
-			rep.Builds++
 		}
 		switch {
 		case p.h != nil: // built
@@ -609,50 +652,65 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 			s.opts.logger.Info("Cluster recovered", "cluster", name)
 			event(EventRecovered, name, nil)
 		}
-		if m.isDefault {
-			marked = append(marked, name)
-		}
 		if p.old != nil && sameMember(p.old, m) {
 			m = p.old
 		} else {
 			changed = true
 		}
-		members[name] = m
-	}
-	for _, name := range cur.names {
-		if _, ok := members[name]; !ok {
-			changed, newNames = true, true
-			rep.Removed = append(rep.Removed, name)
-			event(EventRemoved, name, nil)
-			if h := cur.members[name].h; h != nil {
-				retired = append(retired, retiree[T]{name, h})
-			}
-		}
+		next[i] = m
 	}
 	s.nextRetry = nextRetry
-
 	defaultName, defaultErr := pickDefault(cur.defaultName, marked)
 	if defaultName != cur.defaultName || !sameErr(defaultErr, cur.defaultErr) {
 		changed = true
 	}
-	for _, l := range [][]string{rep.Added, rep.Updated, rep.Failed} {
-		slices.Sort(l)
-	}
-	if !changed {
+	sameNames := kept == len(plans) && kept == len(cur.members)
+	slices.Sort(rep.Failed)
+	if !changed && sameNames {
 		return nil, nil, nil
 	}
+
+	var members map[string]*member[T]
+	var sorted []*member[T]
+	if sameNames {
+		// The same names as before: copy the tables and replace what
+		// changed, which costs far less than building them anew.
+		members = maps.Clone(cur.members)
+		sorted = slices.Clone(cur.sorted)
+		for i, m := range next {
+			if m != plans[i].old {
+				members[m.name] = m
+				j, _ := slices.BinarySearchFunc(sorted, m.name, func(e *member[T], name string) int {
+					return strings.Compare(e.name, name)
+				})
+				sorted[j] = m
+			}
+		}
+	} else {
+		members = make(map[string]*member[T], len(next))
+		for _, m := range next {
+			members[m.name] = m
+		}
+		for _, m := range cur.sorted {
+			if _, ok := members[m.name]; !ok {
+				rep.Removed = append(rep.Removed, m.name)
+				event(EventRemoved, m.name, nil)
+				if m.h != nil {
+					retired = append(retired, retiree[T]{m.name, m.h})
+				}
+			}
+		}
+		sorted = slices.SortedFunc(maps.Values(members), func(a, b *member[T]) int { return strings.Compare(a.name, b.name) })
+	}
+	slices.Sort(rep.Added)
+	slices.Sort(rep.Updated)
 	// Per cluster, in name order; within one cluster, the client's change
 	// before the error's.
 	slices.SortStableFunc(events, func(a, b Event) int { return strings.Compare(a.Cluster, b.Cluster) })
-
-	names := cur.names
-	if newNames {
-		names = slices.Sorted(maps.Keys(members))
-	}
 	return &state[T]{
-		generation:  cur.generation + 1,
+		generation:  gen,
 		members:     members,
-		names:       names,
+		sorted:      sorted,
 		defaultName: defaultName,
 		defaultErr:  defaultErr,
 		syncedAt:    now,
