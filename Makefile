@@ -28,3 +28,9 @@ test-e2e:
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do echo "vet + staticcheck: $$m"; (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
+
+## bench: the benchmarks against baselines A, B and L, then the table of ratios README shows
+bench:
+	$(GO) test -run='^$$' -bench='Lookup|Snapshot|WriteLockHold|SyncNoChange|SyncOneChange|IdleClusterMemory' -benchmem -count=$(or $(COUNT),6) . | tee bench.out
+	$(GO) test -run='^$$' -bench='SyncBlackHole' -benchmem -benchtime=1x -count=$(or $(BLACKHOLE_COUNT),3) . | tee -a bench.out
+	$(GO) run ./internal/benchtable < bench.out

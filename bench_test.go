@@ -33,15 +33,19 @@ var benchSizes = []int{10, 1_000, 10_000}
 // benchClient is the client of the benchmarks: small, like a handle.
 type benchClient struct{ name, token string }
 
-// sleepBuilder builds benchClients, each taking d; a host "blackhole" takes
-// until its context ends or blackHoleCap passes (an OS-level timeout: B has
-// no deadline of its own).
+// sleepBuilder builds benchClients, each taking d, except the initial ones
+// (token "t0"), so that setting up thousands of clusters is quick. A host
+// "blackhole" takes until its context ends or blackHoleCap passes (an
+// OS-level timeout: B has no deadline of its own).
 type sleepBuilder struct{ d time.Duration }
 
 const blackHoleCap = 10 * time.Second
 
 func (b sleepBuilder) Build(ctx context.Context, c clusterregistry.Cluster) (*benchClient, error) {
 	wait := b.d
+	if c.Config.BearerToken == "t0" {
+		wait = 0
+	}
 	if c.Config.Host == "blackhole" {
 		wait = blackHoleCap
 	}
@@ -198,55 +202,66 @@ func swapper(period time.Duration, swap func(round int)) (stop func()) {
 
 // BenchmarkLookup measures Get by name from parallel readers while a writer
 // changes one cluster every 10ms (each change a 100µs build): a hundred
-// state changes a second, far more than a fleet makes.
+// state changes a second, far more than a fleet makes. Readers either cycle
+// through every cluster (access=all: at 10,000 clusters the map outgrows the
+// CPU caches, which slows even L) or through ten of them (access=hot10: the
+// cost of the lookup itself, which must not depend on the number of
+// clusters).
 func BenchmarkLookup(b *testing.B) {
 	const period, build = 10 * time.Millisecond, 100 * time.Microsecond
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("impl=ours/clusters=%d", n), func(b *testing.B) {
-			s, src := newOurs(b, n, build)
-			reg := s.Registry()
-			stop := swapper(period, func(round int) {
-				c := benchClusters(1, fmt.Sprint(round))[0]
-				src.Upsert(c)
-				_, _ = s.Sync(context.Background())
+	for _, access := range []string{"all", "hot10"} {
+		for _, n := range benchSizes {
+			spread := n
+			if access == "hot10" {
+				spread = min(n, 10)
+			}
+			prefix := fmt.Sprintf("access=%s/", access)
+			b.Run(fmt.Sprintf("%simpl=ours/clusters=%d", prefix, n), func(b *testing.B) {
+				s, src := newOurs(b, n, build)
+				reg := s.Registry()
+				stop := swapper(period, func(round int) {
+					src.Upsert(benchClusters(1, fmt.Sprint(round))[0])
+					_, _ = s.Sync(context.Background())
+				})
+				defer stop()
+				runLookups(b, spread, func(name string) bool { _, err := reg.Get(name); return err == nil })
 			})
-			defer stop()
-			runLookups(b, n, func(name string) bool { _, err := reg.Get(name); return err == nil })
-		})
-		b.Run(fmt.Sprintf("impl=A/clusters=%d", n), func(b *testing.B) {
-			r := &registryA{m: newBaselineMap(n)}
-			stop := swapper(period, func(round int) { r.sync(sleepBuilder{build}, benchClusters(1, fmt.Sprint(round))) })
-			defer stop()
-			runLookups(b, n, func(name string) bool { _, ok := r.get(name); return ok })
-		})
-		b.Run(fmt.Sprintf("impl=B/clusters=%d", n), func(b *testing.B) {
-			r := &registryB{m: newBaselineMap(n)}
-			stop := swapper(period, func(round int) { r.sync(sleepBuilder{build}, benchClusters(1, fmt.Sprint(round))) })
-			defer stop()
-			runLookups(b, n, func(name string) bool { _, ok := r.get(name); return ok })
-		})
-		b.Run(fmt.Sprintf("impl=L/clusters=%d", n), func(b *testing.B) {
-			r := &registryL{}
-			m := newBaselineMap(n)
-			r.p.Store(&m)
-			stop := swapper(period, func(round int) { r.swap(benchClusters(1, fmt.Sprint(round))) })
-			defer stop()
-			runLookups(b, n, func(name string) bool { _, ok := r.get(name); return ok })
-		})
+			b.Run(fmt.Sprintf("%simpl=A/clusters=%d", prefix, n), func(b *testing.B) {
+				r := &registryA{m: newBaselineMap(n)}
+				stop := swapper(period, func(round int) { r.sync(sleepBuilder{build}, benchClusters(1, fmt.Sprint(round))) })
+				defer stop()
+				runLookups(b, spread, func(name string) bool { _, ok := r.get(name); return ok })
+			})
+			b.Run(fmt.Sprintf("%simpl=B/clusters=%d", prefix, n), func(b *testing.B) {
+				r := &registryB{m: newBaselineMap(n)}
+				stop := swapper(period, func(round int) { r.sync(sleepBuilder{build}, benchClusters(1, fmt.Sprint(round))) })
+				defer stop()
+				runLookups(b, spread, func(name string) bool { _, ok := r.get(name); return ok })
+			})
+			b.Run(fmt.Sprintf("%simpl=L/clusters=%d", prefix, n), func(b *testing.B) {
+				r := &registryL{}
+				m := newBaselineMap(n)
+				r.p.Store(&m)
+				stop := swapper(period, func(round int) { r.swap(benchClusters(1, fmt.Sprint(round))) })
+				defer stop()
+				runLookups(b, spread, func(name string) bool { _, ok := r.get(name); return ok })
+			})
+		}
 	}
 }
 
-func runLookups(b *testing.B, n int, get func(string) bool) {
-	names := make([]string, n)
+// runLookups looks up the first spread clusters' names in turn.
+func runLookups(b *testing.B, spread int, get func(string) bool) {
+	names := make([]string, spread)
 	for i := range names {
-		names[i] = benchName(i, n)
+		names[i] = fmt.Sprintf("cluster-%05d", i)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if !get(names[i%n]) {
+			if !get(names[i%spread]) {
 				panic("lookup missed")
 			}
 			i++
