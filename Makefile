@@ -34,3 +34,9 @@ bench:
 	$(GO) test -run='^$$' -bench='Lookup|Snapshot|WriteLockHold|SyncNoChange|SyncOneChange|IdleClusterMemory' -benchmem -count=$(or $(COUNT),6) . | tee bench.out
 	$(GO) test -run='^$$' -bench='SyncBlackHole' -benchmem -benchtime=1x -count=$(or $(BLACKHOLE_COUNT),3) . | tee -a bench.out
 	$(GO) run ./internal/benchtable < bench.out
+
+FUZZTIME ?= 10s
+## fuzz: each fuzz target briefly (FUZZTIME each)
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzValidateName$$' -fuzztime=$(FUZZTIME) .
+	$(GO) test -run='^$$' -fuzz='^FuzzTrustPolicy$$' -fuzztime=$(FUZZTIME) .

@@ -18,6 +18,7 @@ const (
 	DefaultBackoffBase   = time.Second
 	DefaultBackoffMax    = 5 * time.Minute
 	DefaultDrainTimeout  = time.Minute
+	DefaultMaxClusters   = 100_000
 )
 
 // jitter is the fraction by which a periodic interval or a backoff delay is
@@ -37,6 +38,7 @@ type options struct {
 	backoffBase   time.Duration
 	backoffMax    time.Duration
 	drainTimeout  time.Duration
+	maxClusters   int
 	clock         clock.WithTickerAndDelayedExecution
 	logger        logr.Logger
 	observer      Observer
@@ -53,6 +55,7 @@ func defaultOptions() options {
 		backoffBase:   DefaultBackoffBase,
 		backoffMax:    DefaultBackoffMax,
 		drainTimeout:  DefaultDrainTimeout,
+		maxClusters:   DefaultMaxClusters,
 		clock:         clock.RealClock{},
 		logger:        logr.Discard(),
 		observer:      NopObserver{},
@@ -71,6 +74,9 @@ func (o *options) validate() error {
 	positive("source timeout", o.sourceTimeout)
 	positive("backoff base", o.backoffBase)
 	positive("drain timeout", o.drainTimeout)
+	if o.maxClusters < 1 {
+		errs = append(errs, fmt.Errorf("max clusters must be at least 1, got %d", o.maxClusters))
+	}
 	if o.concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", o.concurrency))
 	}
@@ -144,4 +150,12 @@ func WithClock(c clock.WithTickerAndDelayedExecution) Option {
 // never logs a credential. Default: logr.Discard().
 func WithLogger(l logr.Logger) Option {
 	return optionFunc(func(o *options) { o.logger = l })
+}
+
+// WithMaxClusters bounds how many clusters one listing may hold. A source
+// that lists more is treated as failing (its whole last good state stays),
+// so that a runaway or hostile store cannot make the Syncer build without
+// end. Default: 100,000.
+func WithMaxClusters(n int) Option {
+	return optionFunc(func(o *options) { o.maxClusters = n })
 }

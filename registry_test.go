@@ -338,7 +338,7 @@ func TestBadInputNamesClusterAndField(t *testing.T) {
 	)
 	rep := f.sync(t)
 	require.Len(t, rep.Invalid, 1)
-	assert.EqualError(t, rep.Invalid[0], "cluster at index 0: field name: must not be empty")
+	assert.EqualError(t, rep.Invalid[0], `cluster at index 0 (""): field name: must not be empty`)
 	assert.Equal(t, []string{"noconfig", "nohost", "parsed", "twice"}, rep.Failed)
 
 	wantErrs := map[string]string{

@@ -82,8 +82,8 @@ type SyncReport struct {
 	Unchanged int
 	// Builds counts the builds the sync attempted.
 	Builds int
-	// Invalid lists entries that could not be told apart by name (an empty
-	// name); they were ignored.
+	// Invalid lists entries whose name is not valid (see ValidateName);
+	// they were ignored.
 	Invalid []error
 	// Duration is the sync's wall time on the Syncer's clock.
 	Duration time.Duration
@@ -299,6 +299,9 @@ func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, error) {
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
+	if err == nil && len(listed) > s.opts.maxClusters {
+		err = fmt.Errorf("listed %d clusters, more than the limit of %d (WithMaxClusters)", len(listed), s.opts.maxClusters)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return SyncReport{Generation: cur.generation}, ctx.Err()
@@ -396,9 +399,18 @@ func (s *Syncer[T]) firstSyncDone() bool {
 // build a new one, or record an error; builds are left to buildAll.
 func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
 	var invalid []error
+	var skip map[int]bool // entries whose name is not valid
 	for i, c := range listed {
-		if c.Name == "" {
-			invalid = append(invalid, fmt.Errorf("cluster at index %d: field name: must not be empty", i))
+		if err := ValidateName(c.Name); err != nil {
+			name := c.Name
+			if len(name) > 64 {
+				name = name[:64] + "..."
+			}
+			invalid = append(invalid, fmt.Errorf("cluster at index %d (%q): field name: %w", i, name, err))
+			if skip == nil {
+				skip = map[int]bool{}
+			}
+			skip[i] = true
 		}
 	}
 	// Names listed more than once are counted; a listing sorted by name (as
@@ -412,12 +424,12 @@ func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) (
 	}
 
 	plans := make([]plan[T], 0, len(listed))
-	for _, c := range listed {
+	for i, c := range listed {
 		n := 1
 		if count != nil {
 			n = count[c.Name]
 		}
-		if c.Name == "" || n == 0 {
+		if skip[i] || n == 0 {
 			continue
 		}
 		p := plan[T]{desc: c, old: cur.members[c.Name]}
