@@ -89,7 +89,16 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 		return nil, &FieldError{Field: "config.burst", Err: errors.New("must be positive when qps is set")}
 	}
 
-	httpClient, err := rest.HTTPClientFor(cfg)
+	// One transport per client rather than client-go's shared cache, which
+	// hands one transport to every config with the same TLS settings: the
+	// same cluster after a token rotation, or clusters without a CA of their
+	// own. Release can then close exactly this client's connections. Setting
+	// Proxy (to what client-go uses anyway) is what keeps it out of the cache.
+	tcfg := rest.CopyConfig(cfg)
+	if tcfg.Proxy == nil {
+		tcfg.Proxy = http.ProxyFromEnvironment
+	}
+	httpClient, err := rest.HTTPClientFor(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
@@ -129,8 +138,8 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 	return client, nil
 }
 
-// Release closes the client's idle connections. Requests still in flight
-// finish on their own.
+// Release closes the client's idle connections, which belong to it alone.
+// Requests still in flight finish on their own.
 func (ClientBuilder) Release(c *Client) {
 	utilnet.CloseIdleConnectionsFor(c.httpClient.Transport)
 }

@@ -139,7 +139,8 @@ func WithDrainTimeout(d time.Duration) Option {
 }
 
 // WithClock sets the clock for the interval, the build timeout, the backoff,
-// the drain timeout and the times the Registry records. Tests pass a fake
+// the drain timeout, health checks (interval and timeout) and the times the
+// Registry records. Tests pass a fake
 // clock (k8s.io/utils/clock/testing). The source timeout follows the wall
 // clock. Default: the real clock.
 func WithClock(c clock.WithTickerAndDelayedExecution) Option {
