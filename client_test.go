@@ -117,14 +117,27 @@ func TestBlackHoledAPIServerDelaysNobody(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return servers["a"].requests.Load() > before["a"] && servers["b"].requests.Load() > before["b"] &&
 			servers["c"].requests.Load() > before["c"] && servers["hole"].requests.Load() > before["hole"] &&
-			clk.Waiters() == 1 // only the black-holed build's deadline is left
+			clk.Waiters() == 2 // the black-holed build's deadline and the sync's publish tick
 	}, 10*time.Second, time.Millisecond)
 	for _, name := range []string{"a", "b", "c", "hole"} {
 		_, err := s.Registry().Get(name)
 		assert.NoError(t, err)
 	}
 
-	clk.Step(10 * time.Second)
+	// A second on, the healthy clusters' new clients are published while the
+	// black-holed one still builds.
+	clk.Step(time.Second)
+	require.Eventually(t, func() bool {
+		for _, name := range []string{"a", "b", "c"} {
+			if c, err := s.Registry().Get(name); err != nil || c.Config().BearerToken != "t2" {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond)
+	assert.NoError(t, s.Registry().Err("hole"), "still building")
+
+	clk.Step(9 * time.Second)
 	require.Eventually(t, func() bool { return s.Registry().Err("hole") != nil }, 10*time.Second, time.Millisecond)
 	assert.ErrorContains(t, s.Registry().Err("hole"), "build timed out after 10s")
 	for _, name := range []string{"a", "b", "c"} {

@@ -3,6 +3,8 @@ package clusterregistry
 import (
 	"bytes"
 	"maps"
+	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 
@@ -56,7 +58,7 @@ func sameConfig(a, b *rest.Config) bool {
 		sameValue(a.WarningHandlerWithContext, b.WarningHandlerWithContext) &&
 		a.Timeout == b.Timeout &&
 		(a.Dial == nil && b.Dial == nil || sameFunc(a.Dial, b.Dial)) &&
-		(a.Proxy == nil && b.Proxy == nil || sameFunc(a.Proxy, b.Proxy))
+		sameProxy(a, b)
 }
 
 func sameTLS(a, b rest.TLSClientConfig) bool {
@@ -112,4 +114,31 @@ func sameFunc(a, b any) bool {
 		return va.IsNil() == vb.IsNil()
 	}
 	return va.Pointer() == vb.Pointer()
+}
+
+// sameProxy compares the configs' proxy functions. Functions of the same code
+// may differ by what they capture (http.ProxyURL, which clientcmd uses for
+// proxy-url, returns one closure for every URL), so those are also asked
+// for their proxy for a request to the cluster.
+func sameProxy(a, b *rest.Config) bool {
+	if a.Proxy == nil || b.Proxy == nil {
+		return a.Proxy == nil && b.Proxy == nil
+	}
+	if !sameFunc(a.Proxy, b.Proxy) {
+		return false
+	}
+	req, err := http.NewRequest(http.MethodGet, a.Host, nil)
+	if err != nil {
+		return true // unparsable host: the config fails to build either way
+	}
+	ua, errA := a.Proxy(req)
+	ub, errB := b.Proxy(req)
+	return (errA == nil) == (errB == nil) && urlString(ua) == urlString(ub)
+}
+
+func urlString(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.String()
 }

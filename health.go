@@ -20,7 +20,8 @@ const (
 	HealthUnknown HealthState = "Unknown"
 	// HealthReady: the API server answers and says it is ready.
 	HealthReady HealthState = "Ready"
-	// HealthNotReady: the API server answers but says it is not ready.
+	// HealthNotReady: the API server answers, but with an error status
+	// (not ready, forbidden, throttled).
 	HealthNotReady HealthState = "NotReady"
 	// HealthUnreachable: no answer (refused, timed out, TLS failure).
 	HealthUnreachable HealthState = "Unreachable"
@@ -86,7 +87,8 @@ func probeReadyz(ctx context.Context, c *Client) error {
 		return nil
 	case apierrors.IsUnauthorized(err):
 		return err
-	case errors.As(err, &status) && status.Status().Code >= http.StatusInternalServerError:
+	case errors.As(err, &status) && status.Status().Code >= http.StatusBadRequest:
+		// It answered: an error status (500, 503, 403, 429) is not "unreachable".
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	default:
 		return err
@@ -226,18 +228,27 @@ func (s *Syncer[T]) Probe(ctx context.Context) error {
 	s.probeMu.Lock()
 	defer s.probeMu.Unlock()
 
-	st := s.reg.load()
 	type target struct {
 		name string
 		h    *handle[T]
 		err  error
 	}
 	var targets []*target
-	for _, m := range st.sorted {
+	// Lease every client, as Registry.Lease does, so that a sync during the
+	// probes cannot release a client that is being probed.
+	s.reg.mu.RLock()
+	for _, m := range s.reg.cur.sorted {
 		if m.h != nil {
+			m.h.leases.Add(1)
 			targets = append(targets, &target{name: m.name, h: m.h})
 		}
 	}
+	s.reg.mu.RUnlock()
+	defer func() {
+		for _, tg := range targets {
+			tg.h.unlease()
+		}
+	}()
 	hc := s.opts.healthCheck
 	sem := make(chan struct{}, s.opts.concurrency)
 	var wg sync.WaitGroup

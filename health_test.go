@@ -313,7 +313,8 @@ func TestProbesOfAPIServersThatFlip(t *testing.T) {
 	slowProbe()
 	assert.Equal(t, clusterregistry.HealthReady, health(), "one slow answer does not flap the state")
 	slowProbe()
-	assert.Equal(t, clusterregistry.HealthUnreachable, health())
+	hh, _ := s.Registry().Health("flip")
+	assert.Equal(t, clusterregistry.HealthUnreachable, health(), "%+v", hh)
 	probe()
 	assert.Equal(t, clusterregistry.HealthReady, health())
 
@@ -339,4 +340,47 @@ func TestProbesOfAPIServersThatFlip(t *testing.T) {
 	probe()
 	probe()
 	assert.Equal(t, clusterregistry.HealthUnreachable, health())
+}
+
+func TestProbeLeasesTheClientsItProbes(t *testing.T) {
+	p := &scriptedProber{answers: map[string]error{}, block: map[string]bool{"a": true}}
+	f := newFixture(t, clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{Timeout: time.Minute}))
+	f.src.Set(cluster("a", "https://a"))
+	f.sync(t)
+	old := f.client(t, "a")
+
+	probed := make(chan error, 1)
+	go func() { probed <- f.syncer.Probe(context.Background()) }()
+	require.Eventually(t, func() bool { return p.probes.Load() == 1 }, 10*time.Second, time.Millisecond)
+	f.src.Set(withToken(cluster("a", "https://a"), "rotated"))
+	f.sync(t)
+	assert.False(t, old.released.Load(), "not released while it is probed")
+	f.clock.Step(time.Minute)
+	require.NoError(t, <-probed)
+	assert.True(t, old.released.Load())
+}
+
+func TestReplacementInheritsHealthUntilProbed(t *testing.T) {
+	p := &scriptedProber{answers: map[string]error{"a": unauthorized()}}
+	f := newFixture(t, clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{}))
+	f.src.Set(cluster("a", "https://a"))
+	f.sync(t)
+	require.NoError(t, f.syncer.Probe(context.Background()))
+	sub := f.reg.Subscribe()
+	defer sub.Close()
+	replay := drain(t, sub)
+	assert.Equal(t, []evKey{{clusterregistry.EventAdded, "a", 1, true}, {clusterregistry.EventUnhealthy, "a", 1, true}}, keys(replay))
+
+	// Credentials rotated: the new client reads as its predecessor did until
+	// it is probed, and then subscribers hear that it is healthy.
+	f.src.Set(withToken(cluster("a", "https://a"), "rotated"))
+	f.sync(t)
+	assert.Equal(t, []evKey{{clusterregistry.EventUpdated, "a", 2, false}}, keys(drain(t, sub)))
+	h, _ := f.reg.Health("a")
+	assert.Equal(t, clusterregistry.HealthUnauthorized, h.State)
+	p.set("a", nil)
+	require.NoError(t, f.syncer.Probe(context.Background()))
+	assert.Equal(t, []evKey{{clusterregistry.EventHealthy, "a", 2, false}}, keys(drain(t, sub)))
+	h, _ = f.reg.Health("a")
+	assert.Equal(t, clusterregistry.HealthReady, h.State)
 }

@@ -39,7 +39,11 @@ func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) (
 			if len(name) > 64 {
 				name = name[:64] + "..."
 			}
-			invalid = append(invalid, fmt.Errorf("cluster at index %d (%q): field name: %w", i, name, err))
+			err = fmt.Errorf("cluster at index %d (%q): field name: %w", i, name, err)
+			if c.Err != nil {
+				err = fmt.Errorf("%w; the source says: %w", err, c.Err)
+			}
+			invalid = append(invalid, err)
 			if skip == nil {
 				skip = map[int]bool{}
 			}
@@ -102,27 +106,46 @@ func strictlySorted(listed []Cluster) bool {
 	return true
 }
 
-// buildAll runs the planned builds, at most the configured number at once.
-func (s *Syncer[T]) buildAll(ctx context.Context, plans []plan[T], generation uint64) {
-	sem := make(chan struct{}, s.opts.concurrency)
-	var wg sync.WaitGroup
+// built is the outcome of the build of plans[i].
+type built[T any] struct {
+	i   int
+	h   *handle[T]
+	err error
+}
+
+// startBuilds starts the planned builds, at most the configured number at
+// once, and returns how many it started and a channel that receives the
+// outcome of each. The caller must receive all of them, and is the one to
+// write them into the plans.
+func (s *Syncer[T]) startBuilds(ctx context.Context, plans []plan[T]) (int, <-chan built[T]) {
+	var idx []int
 	for i := range plans {
-		p := &plans[i]
-		if !p.build {
-			continue
+		if plans[i].build {
+			idx = append(idx, i)
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		// Each build has its own goroutine and deadline so that a slow
-		// cluster holds up no other; buildAll waits for all of them.
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			start := s.opts.clock.Now()
-			p.h, p.err = s.build(ctx, p.desc, generation)
-			s.opts.observer.BuildDone(p.desc.Name, s.opts.clock.Since(start), p.err)
-		}()
 	}
-	wg.Wait()
+	done := make(chan built[T], len(idx))
+	if len(idx) == 0 {
+		return 0, done
+	}
+	sem := make(chan struct{}, s.opts.concurrency)
+	// The spawner waits for free slots so that the sync can publish what is
+	// done meanwhile; each build has its own goroutine and deadline so that a
+	// slow cluster holds up no other. The caller receives every index.
+	go func() {
+		for _, i := range idx {
+			sem <- struct{}{}
+			desc := plans[i].desc
+			go func() {
+				start := s.opts.clock.Now()
+				h, err := s.build(ctx, desc)
+				s.opts.observer.BuildDone(desc.Name, s.opts.clock.Since(start), err)
+				<-sem
+				done <- built[T]{i, h, err}
+			}()
+		}
+	}()
+	return len(idx), done
 }
 
 // abandonGrace is how long a build may take to return after its deadline
@@ -132,7 +155,7 @@ const abandonGrace = 100 * time.Millisecond
 // build builds one client under the build timeout. A Builder that has not
 // returned abandonGrace after its deadline is abandoned; if it returns a
 // client later, that client is released.
-func (s *Syncer[T]) build(ctx context.Context, c Cluster, generation uint64) (*handle[T], error) {
+func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
 	defer cancel()
 
@@ -197,9 +220,7 @@ func (s *Syncer[T]) build(ctx context.Context, c Cluster, generation uint64) (*h
 		}
 		return nil, r.err
 	}
-	h := newHandle(r.client, kept, c.Revision, builtAt)
-	h.generation = generation
-	return h, nil
+	return newHandle(r.client, kept, c.Revision, builtAt), nil
 }
 
 func (s *Syncer[T]) buildCtxErr(ctx context.Context) error {
@@ -280,6 +301,7 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 				event(EventAdded, name, nil)
 			}
 			m.h = p.h
+			p.h.generation = gen
 		case p.err != nil:
 			m.fail = s.failureFor(p, now)
 			rep.Failed = append(rep.Failed, name)
@@ -435,4 +457,40 @@ func sameErr(a, b error) bool {
 func sameMember[T any](a, b *member[T]) bool {
 	return a.h == b.h && a.fail == b.fail && a.isDefault == b.isDefault &&
 		a.revision == b.revision && maps.Equal(a.labels, b.labels)
+}
+
+// rebase makes the plans relative to cur, the state a partial publish has
+// just made, so that the final publish repeats nothing: what was published
+// (every plan but the pending builds) now reads as unchanged.
+func rebase[T any](plans []plan[T], pending []bool, cur *state[T]) {
+	for i := range plans {
+		p := &plans[i]
+		p.old = cur.members[p.desc.Name]
+		if pending[i] {
+			continue
+		}
+		p.build, p.h, p.err = false, nil, nil
+		if p.old != nil && p.old.fail != nil {
+			p.err = p.old.fail.err
+		}
+	}
+}
+
+// partialView is plans as they stand while the builds marked pending run:
+// a pending build keeps its cluster as it is, and a new cluster waits.
+func partialView[T any](plans []plan[T], pending []bool) []plan[T] {
+	view := make([]plan[T], 0, len(plans))
+	for i, p := range plans {
+		if pending[i] {
+			if p.old == nil {
+				continue
+			}
+			p.build, p.h, p.err = false, nil, nil
+			if p.old.fail != nil {
+				p.err = p.old.fail.err
+			}
+		}
+		view = append(view, p)
+	}
+	return view
 }

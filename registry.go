@@ -46,12 +46,13 @@ func (r *Registry[T]) load() *state[T] {
 	return s
 }
 
-// swap publishes next and returns how long the write lock was held.
-func (r *Registry[T]) swap(next *state[T], now func() time.Time) time.Duration {
+// swap publishes next and returns how long the write lock was held, on the
+// wall clock: an injected clock could take locks of its own.
+func (r *Registry[T]) swap(next *state[T]) time.Duration {
 	r.mu.Lock()
-	start := now()
+	start := time.Now()
 	r.cur = next
-	held := now().Sub(start)
+	held := time.Since(start)
 	r.mu.Unlock()
 	return held
 }
@@ -87,19 +88,28 @@ func (r *Registry[T]) Err(name string) error { return r.load().clusterErr(name) 
 // (WithDrainTimeout) has passed. Errors are those of Get. The caller must call
 // Release exactly once.
 func (r *Registry[T]) Lease(name string) (*Lease[T], error) {
+	return r.lease(func(*state[T]) (string, error) { return name, nil })
+}
+
+// lease leases the client of the cluster that pick names in the current
+// state.
+func (r *Registry[T]) lease(pick func(*state[T]) (string, error)) (*Lease[T], error) {
 	r.mu.RLock()
-	// The lease is counted under the read lock, so it happens before any swap
-	// that retires the handle: after a swap a retired handle's count can only
-	// fall, and the Syncer can wait for it to reach zero.
-	m := r.cur.members[name]
+	s := r.cur
+	name, err := pick(s)
 	var h *handle[T]
-	if m != nil && m.h != nil {
+	if m := s.members[name]; err == nil && m != nil && m.h != nil {
+		// The lease is counted under the read lock, so it happens before any
+		// swap that retires the handle: after a swap a retired handle's
+		// count can only fall, and the Syncer can wait for it to reach zero.
 		h = m.h
 		h.leases.Add(1)
 	}
-	s := r.cur
 	r.mu.RUnlock()
 
+	if err != nil {
+		return nil, err
+	}
 	if h == nil {
 		_, err := s.get(name)
 		return nil, err
@@ -109,11 +119,7 @@ func (r *Registry[T]) Lease(name string) (*Lease[T], error) {
 
 // LeaseDefault leases the client of the default cluster, as Lease does.
 func (r *Registry[T]) LeaseDefault() (*Lease[T], error) {
-	name, err := r.load().resolveDefault()
-	if err != nil {
-		return nil, err
-	}
-	return r.Lease(name)
+	return r.lease(func(s *state[T]) (string, error) { return s.resolveDefault() })
 }
 
 // A Lease holds one cluster's client so that a sync does not release it while

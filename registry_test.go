@@ -3,6 +3,8 @@ package clusterregistry_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -496,4 +498,21 @@ func TestDuplicateNamesInAnUnsortedListing(t *testing.T) {
 	assert.Equal(t, []string{"a"}, rep.Added)
 	assert.Equal(t, []string{"b"}, rep.Failed)
 	assert.EqualError(t, s.Registry().Err("b"), `cluster "b": field name: listed 2 times`)
+}
+
+func TestProxyURLChangeRebuilds(t *testing.T) {
+	f := newFixture(t)
+	withProxy := func(u string) clusterregistry.Cluster {
+		c := cluster("a", "https://a")
+		pu, err := url.Parse(u)
+		require.NoError(t, err)
+		c.Config.Proxy = http.ProxyURL(pu)
+		return c
+	}
+	f.src.Set(withProxy("http://proxy-1:3128"))
+	f.sync(t)
+	f.src.Set(withProxy("http://proxy-1:3128"))
+	assert.Zero(t, f.sync(t).Builds, "the same proxy")
+	f.src.Set(withProxy("http://proxy-2:3128"))
+	assert.Equal(t, []string{"a"}, f.sync(t).Updated, "another proxy from the same code")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,11 +157,19 @@ func (s *Syncer[T]) WaitForFirstSync(ctx context.Context) error {
 // Sync returns ErrStopped.
 func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
 	if s.stopped {
+		s.syncMu.Unlock()
 		return SyncReport{}, ErrStopped
 	}
-	return s.syncLocked(ctx)
+	rep, retired, err := s.syncLocked(ctx)
+	s.syncMu.Unlock()
+
+	// Phase 4, no lock held: release what left the Registry.
+	for _, r := range retired {
+		s.release(r.name, r.h)
+	}
+	s.opts.observer.SyncDone(rep, err)
+	return rep, err
 }
 
 // Run syncs at once, then whenever the interval passes, a trigger arrives,
@@ -207,7 +216,11 @@ func (s *Syncer[T]) Run(ctx context.Context) error {
 		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 			s.opts.logger.Error(err, "Sync failed; keeping the last good state")
 		}
-		timer := s.opts.clock.NewTimer(s.nextWait())
+		wait := s.nextWait()
+		if wait <= 0 {
+			continue // a backoff has ended: sync now
+		}
+		timer := s.opts.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-timer.C():
@@ -244,6 +257,10 @@ func (s *Syncer[T]) nextWait() time.Duration {
 func (s *Syncer[T]) shutdown() {
 	s.syncMu.Lock()
 	s.stopped = true
+	if !s.firstSyncDone() {
+		s.firstErr = ErrStopped
+		close(s.firstDone)
+	}
 	cur := s.reg.load()
 	next := &state[T]{
 		generation: cur.generation + 1,
@@ -255,18 +272,26 @@ func (s *Syncer[T]) shutdown() {
 	for _, m := range cur.sorted {
 		events = append(events, Event{Type: EventRemoved, Cluster: m.name, Generation: next.generation})
 	}
-	s.publish(next, events)
-	for _, m := range cur.members {
+	s.publish(next, events, nil)
+	s.syncMu.Unlock()
+
+	for _, m := range cur.sorted {
 		if m.h != nil {
 			s.release(m.name, m.h)
 		}
 	}
-	s.syncMu.Unlock()
 	s.releases.Wait()
 }
 
-// syncLocked runs one sync. s.syncMu must be held.
-func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, error) {
+// partialPublishEvery is how often a sync that waits for slow builds
+// publishes the builds that have finished, so that one slow or unreachable
+// cluster holds back the others by at most this long.
+const partialPublishEvery = time.Second
+
+// syncLocked runs one sync. s.syncMu must be held. It returns the clients
+// that left the Registry, for the caller to release once it has let go of
+// s.syncMu.
+func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, []retiree[T], error) {
 	clk := s.opts.clock
 	start := clk.Now()
 	// A trigger that came before this sync started is served by it.
@@ -290,40 +315,90 @@ func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, error) {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return SyncReport{Generation: cur.generation}, ctx.Err()
+			return SyncReport{Generation: cur.generation}, nil, ctx.Err()
 		}
 		err = fmt.Errorf("list clusters: %w", err)
-		return s.keepOnSourceError(cur, start, err), err
+		return s.keepOnSourceError(cur, start, err), nil, err
 	}
 
-	rep := SyncReport{}
 	plans, invalid := s.planLocked(cur, listed, clk.Now())
-	rep.Invalid = invalid
-	s.buildAll(ctx, plans, cur.generation+1)
+	rep := SyncReport{Generation: cur.generation, Invalid: invalid}
+	var retired []retiree[T]
+	stage := func(view []plan[T], r *SyncReport) {
+		next, gone, events := s.assemble(cur, view, r, clk.Now())
+		retired = append(retired, gone...)
+		if next != nil {
+			// Phase 3: publish. The write lock covers the assignment alone.
+			rep.LockHeld = max(rep.LockHeld, s.publish(next, events, gone))
+			rep.Generation, rep.Published = next.generation, true
+			cur = next
+		}
+	}
+
+	// While builds run, publish every partialPublishEvery what has finished.
+	waiting, done := s.startBuilds(ctx, plans)
+	pending := make([]bool, len(plans))
+	for i := range plans {
+		pending[i] = plans[i].build
+	}
+	var early SyncReport // what partial publishes did
+	fresh := 0           // builds finished since the last publish
+	var tick clock.Timer
+	if waiting > 0 {
+		tick = clk.NewTimer(partialPublishEvery)
+	}
+	for waiting > 0 {
+		select {
+		case b := <-done:
+			waiting--
+			plans[b.i].h, plans[b.i].err = b.h, b.err
+			pending[b.i] = false
+			fresh++
+		case <-tick.C():
+			if fresh > 0 && ctx.Err() == nil {
+				var r SyncReport
+				stage(partialView(plans, pending), &r)
+				rebase(plans, pending, cur)
+				early.Added = append(early.Added, r.Added...)
+				early.Updated = append(early.Updated, r.Updated...)
+				early.Removed = append(early.Removed, r.Removed...)
+				early.Builds += r.Builds
+				fresh = 0
+			}
+			tick = clk.NewTimer(partialPublishEvery)
+		}
+	}
+	if tick != nil {
+		tick.Stop()
+	}
 	if ctx.Err() != nil {
-		// Cancelled mid-build: publish nothing, and release what was built.
+		// Cancelled mid-build: publish nothing more, and release what was
+		// built and not published.
 		for i := range plans {
 			if plans[i].h != nil {
 				s.builder.Release(plans[i].h.client)
 			}
 		}
-		return SyncReport{Generation: cur.generation}, ctx.Err()
+		return rep, retired, ctx.Err()
 	}
 
-	next, retired, events := s.assemble(cur, plans, &rep, clk.Now())
-	rep.Generation = cur.generation
-	if next != nil {
-		// Phase 3: publish. The write lock covers the assignment alone.
-		rep.LockHeld = s.publish(next, events)
-		rep.Generation, rep.Published = next.generation, true
-	}
-
-	// Phase 4, no lock held: release what left the Registry.
-	for _, r := range retired {
-		s.release(r.name, r.h)
-	}
+	stage(plans, &rep)
+	rep.Unchanged -= len(early.Added) + len(early.Updated) // published early, unchanged since
+	rep.Added = sortedUnion(early.Added, rep.Added)
+	rep.Updated = sortedUnion(early.Updated, rep.Updated)
+	rep.Removed = sortedUnion(early.Removed, rep.Removed)
+	rep.Builds += early.Builds
 	s.finishLocked(&rep, start, nil)
-	return rep, nil
+	return rep, retired, nil
+}
+
+func sortedUnion(a, b []string) []string {
+	if len(a) == 0 {
+		return b
+	}
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return out
 }
 
 // keepOnSourceError keeps the last good state, recording err beside it.
@@ -334,7 +409,7 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 		next.generation++
 		next.sourceErr = err
 		next.syncedAt = s.opts.clock.Now()
-		rep.LockHeld = s.publish(&next, nil)
+		rep.LockHeld = s.publish(&next, nil, nil)
 		rep.Generation, rep.Published = next.generation, true
 	}
 	for _, m := range cur.sorted {
@@ -342,16 +417,28 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 			rep.Failed = append(rep.Failed, m.name)
 		}
 	}
+	// No build happens while the source fails: backoff retries wait for
+	// the interval, rather than waking Run again and again.
+	s.nextRetry = time.Time{}
 	s.finishLocked(&rep, start, err)
 	return rep
 }
 
-// publish swaps in next and queues its events for the subscribers. It
-// returns how long the write lock was held.
-func (s *Syncer[T]) publish(next *state[T], events []Event) time.Duration {
+// publish swaps in next and queues its events for the subscribers. A client
+// that replaces another starts with its predecessor's health, so that the
+// cluster's health reads the same to subscribers until the new client is
+// probed. It returns how long the write lock was held.
+func (s *Syncer[T]) publish(next *state[T], events []Event, replaced []retiree[T]) time.Duration {
 	s.reg.eventsMu.Lock()
 	defer s.reg.eventsMu.Unlock()
-	held := s.reg.swap(next, s.opts.clock.Now)
+	// Under eventsMu no probe result lands, so the inherited health is the
+	// latest.
+	for _, r := range replaced {
+		if m := next.members[r.name]; m != nil && m.h != nil && m.h != r.h {
+			m.h.health.Store(r.h.health.Load())
+		}
+	}
+	held := s.reg.swap(next)
 	s.reg.emitLocked(events)
 	return held
 }
@@ -362,7 +449,6 @@ func (s *Syncer[T]) finishLocked(rep *SyncReport, start time.Time, err error) {
 		s.firstErr = err
 		close(s.firstDone)
 	}
-	s.opts.observer.SyncDone(*rep, err)
 	log := s.opts.logger.V(1)
 	if rep.Published || err != nil {
 		log = s.opts.logger

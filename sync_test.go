@@ -37,17 +37,25 @@ func TestBlackHoledClusterFailsAloneAfterItsTimeout(t *testing.T) {
 		withToken(cluster("hole", "blackhole://hole"), "new"),
 	)
 	done := syncAsync(f)
-	// The other clusters build while the black-holed one waits; the sync
-	// cannot finish before the build deadline.
+	// The other clusters build while the black-holed one waits. What is left:
+	// the black hole's deadline and the sync's partial-publish tick.
 	require.Eventually(t, func() bool {
-		return f.builder.buildCount() == 6 && f.clock.Waiters() == 1 // only the black-holed build's deadline is left
+		return f.builder.buildCount() == 6 && f.clock.Waiters() == 2
 	}, 10*time.Second, time.Millisecond)
 	select {
 	case <-done:
 		t.Fatal("sync finished before the black-holed build timed out")
 	default:
 	}
-	f.clock.Step(5 * time.Second)
+	// Within a second the finished builds are published, while the black
+	// hole still builds.
+	f.clock.Step(time.Second)
+	require.Eventually(t, func() bool { return f.client(t, "a").token == "new" }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "new", f.client(t, "b").token)
+	assert.Same(t, hole, f.client(t, "hole"))
+	assert.NoError(t, f.reg.Err("hole"), "still building")
+
+	f.clock.Step(4 * time.Second)
 	rep := <-done
 
 	assert.Equal(t, []string{"a", "b"}, rep.Updated)
@@ -62,7 +70,7 @@ func TestBuildThatIgnoresItsDeadlineIsAbandonedAndReleased(t *testing.T) {
 	f.src.Set(cluster("ok", "https://ok"), cluster("stuck", "stuck://s"))
 	done := syncAsync(f)
 	require.Eventually(t, func() bool {
-		return f.builder.buildCount() == 2 && f.clock.Waiters() == 1 // only the stuck build's deadline is left
+		return f.builder.buildCount() == 2 && f.clock.Waiters() == 2 // the stuck build's deadline and the publish tick
 	}, 10*time.Second, time.Millisecond)
 	f.clock.Step(time.Second)
 	rep := <-done
@@ -255,4 +263,77 @@ func TestWaitForFirstSyncHonoursItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	assert.ErrorIs(t, f.syncer.WaitForFirstSync(ctx), context.Canceled)
+}
+
+// A failing source must not make Run spin on a backoff that has passed.
+func TestSourceErrorAfterABackoffEndsDoesNotSpin(t *testing.T) {
+	var failing atomic.Bool
+	var lists atomic.Int32
+	mem := clusterregistry.NewMemorySource(cluster("a", "fail://a"))
+	src := clusterregistry.SourceFunc(func(ctx context.Context) ([]clusterregistry.Cluster, error) {
+		lists.Add(1)
+		if failing.Load() {
+			return nil, errBoom
+		}
+		return mem.List(ctx)
+	})
+	clk := clocktesting.NewFakeClock(epoch)
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, newFakeBuilder(), clusterregistry.WithClock(clk),
+		clusterregistry.WithInterval(time.Hour), clusterregistry.WithBackoff(time.Second, time.Minute))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	require.NoError(t, s.WaitForFirstSync(ctx))
+	require.Eventually(t, clk.HasWaiters, 10*time.Second, time.Millisecond)
+
+	failing.Store(true)
+	clk.Step(1200 * time.Millisecond) // a's backoff ends; the retry finds the source failing
+	require.Eventually(t, func() bool { return lists.Load() == 2 }, 10*time.Second, time.Millisecond)
+	// Run now waits for the interval: one timer, and no more listing.
+	require.Eventually(t, func() bool { return clk.Waiters() == 1 }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, int32(2), lists.Load())
+}
+
+func TestWaitForFirstSyncWhenRunStopsBeforeIt(t *testing.T) {
+	entered := make(chan struct{})
+	src := clusterregistry.SourceFunc(func(ctx context.Context) ([]clusterregistry.Cluster, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, newFakeBuilder())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-entered
+	cancel()
+	require.NoError(t, <-done)
+	assert.ErrorIs(t, s.WaitForFirstSync(context.Background()), clusterregistry.ErrStopped)
+}
+
+// syncingObserver calls back into the Syncer from SyncDone.
+type syncingObserver struct {
+	clusterregistry.NopObserver
+	s     *clusterregistry.Syncer[*fakeClient]
+	depth atomic.Int32
+}
+
+func (o *syncingObserver) SyncDone(clusterregistry.SyncReport, error) {
+	if o.depth.Add(1) == 1 {
+		_, _ = o.s.Sync(context.Background())
+	}
+}
+
+func TestObserverMayCallBackIntoTheSyncer(t *testing.T) {
+	o := &syncingObserver{}
+	s, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(cluster("a", "https://a")),
+		newFakeBuilder(), clusterregistry.WithObserver(o))
+	require.NoError(t, err)
+	o.s = s
+	_, err = s.Sync(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), o.depth.Load())
 }

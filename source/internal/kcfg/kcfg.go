@@ -1,0 +1,525 @@
+// Package kcfg decodes kubeconfigs and turns their contexts into
+// clusterregistry.Cluster values, for the sources of this module.
+//
+// It decodes the kubeconfig itself rather than with clientcmd.Load, because
+// clientcmd's error for a user listed twice prints the whole user list, tokens
+// and keys included. Every problem is a *clusterregistry.FieldError that names
+// the location and the field and never quotes a credential. Once a context has
+// passed the checks, it is written out alone (its cluster and user, with paths
+// resolved and certificate files read in) and handed to clientcmd, so that the
+// rest.Config is the one kubectl would use.
+package kcfg
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+
+	"github.com/clusterregistry/clusterregistry"
+)
+
+// execInfoExtension is the cluster extension that client-go hands to exec
+// plugins that ask for cluster info. No other extension reaches a rest.Config.
+const execInfoExtension = "client.authentication.k8s.io/exec"
+
+// Options say where a kubeconfig came from and what it may refer to.
+type Options struct {
+	// Location is where the kubeconfig came from (a file path, a Secret's
+	// namespace/name, a table row); it becomes FieldError.Location.
+	Location string
+	// Field names the kubeconfig within its location, such as
+	// "data[kubeconfig]". Errors about the whole document use it as their
+	// field, and errors about an entry prefix it to theirs. Empty for a file,
+	// whose document errors then name the field "kubeconfig".
+	Field string
+	// Dir is the directory that relative paths are resolved against. Empty
+	// leaves them relative to the working directory, as client-go does for a
+	// kubeconfig that did not come from a file.
+	Dir string
+	// NoFiles refuses references to local files (certificate-authority,
+	// client-certificate, client-key, tokenFile): a kubeconfig from a Secret
+	// or a database should not read the service's own files.
+	NoFiles bool
+	// NoExec refuses exec credential plugins, which run a local command.
+	NoExec bool
+}
+
+// A File is one decoded kubeconfig. It is immutable and safe to share.
+type File struct {
+	opts     Options
+	current  string
+	contexts []clientcmdv1.NamedContext
+	clusters []clientcmdv1.NamedCluster
+	users    []clientcmdv1.NamedAuthInfo
+	// stale, when set, says that the File is the last good content of a
+	// source whose newer content could not be used; every cluster drawn from
+	// it carries this error.
+	stale error
+}
+
+// Decode decodes a kubeconfig, YAML or JSON. Blank input is an empty
+// kubeconfig. A document that cannot be decoded returns a *FieldError whose
+// message quotes nothing from the input.
+func Decode(data []byte, opts Options) (*File, error) {
+	f := &File{opts: opts}
+	js, err := yaml.ToJSON(data)
+	if err != nil {
+		return nil, f.docErr(redact(err))
+	}
+	var raw clientcmdv1.Config
+	if err := json.Unmarshal(js, &raw); err != nil {
+		return nil, f.docErr(redact(err))
+	}
+	f.current = raw.CurrentContext
+	f.contexts = raw.Contexts
+	f.clusters = raw.Clusters
+	f.users = raw.AuthInfos
+	return f, nil
+}
+
+// IsBlank reports whether data holds nothing but white space.
+func IsBlank(data []byte) bool { return len(strings.TrimSpace(string(data))) == 0 }
+
+// CurrentContext returns the file's current-context.
+func (f *File) CurrentContext() string { return f.current }
+
+// Contexts returns the number of contexts the file lists.
+func (f *File) Contexts() int { return len(f.contexts) }
+
+// WithStale returns a copy of f whose clusters all carry err: f is the last
+// good content of a source whose newer content could not be used.
+func (f *File) WithStale(err error) *File {
+	c := *f
+	c.stale = err
+	return &c
+}
+
+// Refs returns the local files that f's clusters and users read when they are
+// resolved (certificate authorities, client certificates and keys), with
+// relative paths resolved, sorted and without repeats. Token files are not
+// among them: client-go reads those itself, on every use.
+func (f *File) Refs() []string {
+	if f.opts.NoFiles {
+		return nil
+	}
+	var refs []string
+	add := func(p string) {
+		if p != "" {
+			refs = append(refs, f.path(p))
+		}
+	}
+	for _, c := range f.clusters {
+		add(c.Cluster.CertificateAuthority)
+	}
+	for _, u := range f.users {
+		add(u.AuthInfo.ClientCertificate)
+		add(u.AuthInfo.ClientKey)
+	}
+	slices.Sort(refs)
+	return slices.Compact(refs)
+}
+
+func (f *File) path(p string) string {
+	if p == "" || filepath.IsAbs(p) || f.opts.Dir == "" {
+		return p
+	}
+	return filepath.Join(f.opts.Dir, p)
+}
+
+// Err returns a *FieldError for field of f.
+func (f *File) Err(field string, err error) error {
+	if f.opts.Field != "" {
+		field = f.opts.Field + "." + field
+	}
+	return &clusterregistry.FieldError{Location: f.opts.Location, Field: field, Err: err}
+}
+
+func (f *File) docErr(err error) error {
+	field := f.opts.Field
+	if field == "" {
+		field = "kubeconfig"
+	}
+	return &clusterregistry.FieldError{Location: f.opts.Location, Field: field, Err: err}
+}
+
+// entry is one named entry of a Set and the file that defined it first.
+type entry[T any] struct {
+	val   T
+	file  *File
+	count int // how many times file defines the name
+}
+
+// A Set is one or more Files merged as client-go merges a KUBECONFIG list:
+// the first file to define a name, or a current-context, wins. A name that
+// one file defines twice is an error for the contexts that use it.
+type Set struct {
+	first    *File // nil if none
+	current  string
+	contexts map[string]*entry[clientcmdv1.Context]
+	clusters map[string]*entry[clientcmdv1.Cluster]
+	users    map[string]*entry[clientcmdv1.AuthInfo]
+}
+
+// Merge merges files, earlier ones first.
+func Merge(files ...*File) *Set {
+	s := &Set{
+		contexts: map[string]*entry[clientcmdv1.Context]{},
+		clusters: map[string]*entry[clientcmdv1.Cluster]{},
+		users:    map[string]*entry[clientcmdv1.AuthInfo]{},
+	}
+	for _, f := range files {
+		if s.first == nil {
+			s.first = f
+		}
+		if s.current == "" {
+			s.current = f.current
+		}
+		for _, c := range f.contexts {
+			add(s.contexts, f, c.Name, c.Context)
+		}
+		for _, c := range f.clusters {
+			add(s.clusters, f, c.Name, c.Cluster)
+		}
+		for _, u := range f.users {
+			add(s.users, f, u.Name, u.AuthInfo)
+		}
+	}
+	return s
+}
+
+func add[T any](m map[string]*entry[T], f *File, name string, v T) {
+	switch e, ok := m[name]; {
+	case !ok:
+		m[name] = &entry[T]{val: v, file: f, count: 1}
+	case e.file == f:
+		e.count++
+	}
+	// Otherwise an earlier file defined the name, and it wins.
+}
+
+// CurrentContext returns the merged current-context.
+func (s *Set) CurrentContext() string { return s.current }
+
+// Contexts returns the context names, sorted.
+func (s *Set) Contexts() []string {
+	names := make([]string, 0, len(s.contexts))
+	for n := range s.contexts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Clusters returns one Cluster per context, sorted by name, the current
+// context marked Default.
+func (s *Set) Clusters() []clusterregistry.Cluster {
+	names := s.Contexts()
+	out := make([]clusterregistry.Cluster, 0, len(names))
+	for _, n := range names {
+		out = append(out, s.Cluster(n))
+	}
+	return out
+}
+
+// Cluster resolves the context called name into a Cluster of that name, marked
+// Default if it is the current context. A context that cannot be used has Err
+// set and no Config. A context that draws on stale content has the stale
+// error as Err, beside the Config of that content.
+func (s *Set) Cluster(name string) clusterregistry.Cluster {
+	c := clusterregistry.Cluster{Name: name, Default: name != "" && name == s.current}
+	ce, ok := s.contexts[name]
+	if !ok {
+		err := fmt.Errorf("context %q not found", name)
+		if s.first == nil {
+			c.Err = &clusterregistry.FieldError{Field: "contexts", Err: err}
+		} else {
+			c.Err = s.first.Err("contexts", err)
+		}
+		return c
+	}
+	cfg, files, err := s.restConfig(name, ce)
+	c.Config, c.Err = cfg, err
+	for _, f := range files {
+		if f.stale != nil {
+			c.Err = f.stale
+			break
+		}
+	}
+	return c
+}
+
+var errEmpty = errors.New("must not be empty")
+
+// One resolves the context of a kubeconfig that describes one cluster: its
+// current-context, or else its only context. The Cluster is named after the
+// context; callers rename it.
+func One(f *File) clusterregistry.Cluster {
+	set := Merge(f)
+	name := set.CurrentContext()
+	if name == "" {
+		names := set.Contexts()
+		if len(names) != 1 {
+			return clusterregistry.Cluster{Err: f.Err("current-context", fmt.Errorf("not set, and the kubeconfig has %d contexts", len(names)))}
+		}
+		name = names[0]
+	}
+	return set.Cluster(name)
+}
+
+// restConfig resolves one context. It also returns the files the context drew
+// on, the context's own first.
+func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Config, []*File, error) {
+	f := ce.file
+	files := []*File{f}
+	cf := "contexts[" + name + "]"
+	if name == "" {
+		return nil, files, f.Err("contexts[].name", errEmpty)
+	}
+	if ce.count > 1 {
+		return nil, files, f.Err(cf, fmt.Errorf("defined %d times", ce.count))
+	}
+	ctx := ce.val
+
+	if ctx.Cluster == "" {
+		return nil, files, f.Err(cf+".cluster", errEmpty)
+	}
+	ke, ok := s.clusters[ctx.Cluster]
+	if !ok {
+		return nil, files, f.Err(cf+".cluster", fmt.Errorf("cluster %q not found", ctx.Cluster))
+	}
+	files = append(files, ke.file)
+	kf := "clusters[" + ctx.Cluster + "]"
+	if ke.count > 1 {
+		return nil, files, ke.file.Err(kf, fmt.Errorf("defined %d times", ke.count))
+	}
+	cluster, err := ke.file.cluster(kf, ke.val)
+	if err != nil {
+		return nil, files, err
+	}
+
+	// client-go refuses a context without a user; say so here, by field.
+	if ctx.AuthInfo == "" {
+		return nil, files, f.Err(cf+".user", errEmpty)
+	}
+	ue, ok := s.users[ctx.AuthInfo]
+	if !ok {
+		return nil, files, f.Err(cf+".user", fmt.Errorf("user %q not found", ctx.AuthInfo))
+	}
+	files = append(files, ue.file)
+	uf := "users[" + ctx.AuthInfo + "]"
+	if ue.count > 1 {
+		return nil, files, ue.file.Err(uf, fmt.Errorf("defined %d times", ue.count))
+	}
+	user, err := ue.file.user(uf, ue.val)
+	if err != nil {
+		return nil, files, err
+	}
+
+	// The context alone, checked and self-contained, goes through clientcmd.
+	clean := clientcmdv1.Config{
+		APIVersion:     "v1",
+		Kind:           "Config",
+		Clusters:       []clientcmdv1.NamedCluster{{Name: ctx.Cluster, Cluster: cluster}},
+		AuthInfos:      []clientcmdv1.NamedAuthInfo{{Name: ctx.AuthInfo, AuthInfo: user}},
+		Contexts:       []clientcmdv1.NamedContext{{Name: name, Context: clientcmdv1.Context{Cluster: ctx.Cluster, AuthInfo: ctx.AuthInfo}}},
+		CurrentContext: name,
+	}
+	js, err := json.Marshal(clean)
+	if err != nil {
+		return nil, files, f.Err(cf, redact(err))
+	}
+	api, err := clientcmd.Load(js)
+	if err != nil {
+		return nil, files, f.Err(cf, redact(err))
+	}
+	cfg, err := clientcmd.NewNonInteractiveClientConfig(*api, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+	if err != nil {
+		// The checks above leave client-go only messages made of names,
+		// field names and file paths.
+		return nil, files, f.Err(cf, err)
+	}
+	if user.Token == "" && cfg.BearerTokenFile != "" {
+		// clientcmd read the token file; client-go's transport reads it again
+		// on use, so a rotated token needs no new client.
+		cfg.BearerToken = ""
+	}
+	return cfg, files, nil
+}
+
+// cluster checks one cluster entry and makes it self-contained.
+func (f *File) cluster(field string, c clientcmdv1.Cluster) (clientcmdv1.Cluster, error) {
+	if c.Server == "" {
+		return c, f.Err(field+".server", errEmpty)
+	}
+	// Neither message quotes the URL: it may carry a user and password.
+	if _, err := url.Parse(c.Server); err != nil {
+		return c, f.Err(field+".server", errors.New("not a valid URL"))
+	}
+	if c.ProxyURL != "" {
+		u, err := url.Parse(c.ProxyURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") {
+			return c, f.Err(field+".proxy-url", errors.New("must be an http, https or socks5 URL"))
+		}
+	}
+	if c.CertificateAuthority != "" {
+		data, err := f.readRef(field, "certificate-authority", c.CertificateAuthority, len(c.CertificateAuthorityData) > 0)
+		if err != nil {
+			return c, err
+		}
+		c.CertificateAuthority, c.CertificateAuthorityData = "", data
+	}
+	ext := c.Extensions
+	c.Extensions = nil
+	for _, e := range ext {
+		if e.Name != execInfoExtension {
+			continue
+		}
+		if c.Extensions != nil {
+			return c, f.Err(field+".extensions["+execInfoExtension+"]", errors.New("defined more than once"))
+		}
+		c.Extensions = []clientcmdv1.NamedExtension{e}
+	}
+	return c, nil
+}
+
+// user checks one user entry and makes it self-contained.
+func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo, error) {
+	u.Extensions = nil
+	if u.ClientCertificate != "" {
+		data, err := f.readRef(field, "client-certificate", u.ClientCertificate, len(u.ClientCertificateData) > 0)
+		if err != nil {
+			return u, err
+		}
+		u.ClientCertificate, u.ClientCertificateData = "", data
+	}
+	if u.ClientKey != "" {
+		data, err := f.readRef(field, "client-key", u.ClientKey, len(u.ClientKeyData) > 0)
+		if err != nil {
+			return u, err
+		}
+		u.ClientKey, u.ClientKeyData = "", data
+	}
+	if u.TokenFile != "" {
+		if f.opts.NoFiles {
+			return u, f.Err(field+".tokenFile", errNoFiles)
+		}
+		u.TokenFile = f.path(u.TokenFile)
+		// clientcmd reads the file; make sure that read ends.
+		tf, err := os.Open(u.TokenFile)
+		if err == nil {
+			err = checkRegular(tf, u.TokenFile)
+			tf.Close()
+		}
+		if err != nil {
+			return u, f.Err(field+".tokenFile", err)
+		}
+	}
+	if u.Exec != nil {
+		if f.opts.NoExec {
+			return u, f.Err(field+".exec", errors.New("exec plugins are not allowed here"))
+		}
+		exec := *u.Exec
+		// As client-go: a command with a path separator is a path, resolved
+		// against the kubeconfig's directory; one without is looked up in PATH.
+		if strings.ContainsRune(exec.Command, filepath.Separator) {
+			if f.opts.NoFiles && !filepath.IsAbs(exec.Command) {
+				return u, f.Err(field+".exec.command", errors.New("must be absolute or a name looked up in PATH here"))
+			}
+			exec.Command = f.path(exec.Command)
+		}
+		u.Exec = &exec
+	}
+	return u, nil
+}
+
+var errNoFiles = errors.New("refers to a local file, which is not allowed here")
+
+// readRef reads a file that a kubeconfig refers to, so that its content goes
+// into the config inline: client-go then starts no goroutine to reload it.
+func (f *File) readRef(entry, name, path string, inline bool) ([]byte, error) {
+	field := entry + "." + name
+	if f.opts.NoFiles {
+		return nil, f.Err(field, errNoFiles)
+	}
+	if inline {
+		return nil, f.Err(field, fmt.Errorf("set together with %s-data", name))
+	}
+	data, err := readSmallFile(f.path(path))
+	if err != nil {
+		return nil, f.Err(field, err)
+	}
+	return data, nil
+}
+
+// maxRefSize bounds a file that a kubeconfig refers to; certificates and
+// keys are a few kilobytes.
+const maxRefSize = 1 << 20
+
+// readSmallFile reads a regular file of at most maxRefSize bytes. Its errors
+// name the path and the cause, never the content.
+func readSmallFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	if err := checkRegular(fh, path); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, maxRefSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxRefSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxRefSize)
+	}
+	return data, nil
+}
+
+// checkRegular refuses devices, pipes and directories, which a read could
+// block on or never finish.
+func checkRegular(fh *os.File, path string) error {
+	fi, err := fh.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	return nil
+}
+
+// quoted matches what a decoder may quote from its input.
+var quoted = regexp.MustCompile("\"(?:[^\"\\\\]|\\\\.)*\"|`[^`]*`|'[^']*'")
+
+const maxMessage = 300
+
+// Redact returns a copy of err's message with every quoted part removed and
+// its length bounded. Decoders quote the input they choke on, which may be a
+// credential; line numbers and type names survive. The result does not wrap
+// err, so the original cannot be reached through it.
+func Redact(err error) error { return redact(err) }
+
+func redact(err error) error {
+	msg := quoted.ReplaceAllString(err.Error(), "…")
+	if len(msg) > maxMessage {
+		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "…"
+	}
+	if !utf8.ValidString(msg) {
+		msg = strings.ToValidUTF8(msg, "?")
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,67 @@
+// Package leakcheck helps the fuzz tests of the sources check that an error
+// quotes no credential.
+package leakcheck
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+)
+
+// Kubeconfig decodes data as the sources do and returns its credential
+// values (tokens, passwords, keys, auth-provider and exec env values, URLs
+// that may carry a password), and the values that an error may name (names,
+// paths, commands), joined: a credential that coincides with one of them
+// cannot be told apart. Data that does not decode has none.
+func Kubeconfig(data []byte) (secrets []string, public string) {
+	js, err := yaml.ToJSON(data)
+	if err != nil {
+		return nil, ""
+	}
+	var cfg clientcmdv1.Config
+	if json.Unmarshal(js, &cfg) != nil {
+		return nil, ""
+	}
+	var pub []string
+	for _, c := range cfg.Clusters {
+		pub = append(pub, c.Name, c.Cluster.CertificateAuthority)
+		secrets = append(secrets, c.Cluster.Server, c.Cluster.ProxyURL)
+	}
+	for _, c := range cfg.Contexts {
+		pub = append(pub, c.Name, c.Context.Cluster, c.Context.AuthInfo)
+	}
+	for _, u := range cfg.AuthInfos {
+		a := u.AuthInfo
+		pub = append(pub, u.Name, a.ClientCertificate, a.ClientKey, a.TokenFile, a.Impersonate, a.Username)
+		secrets = append(secrets, a.Token, a.Password,
+			string(a.ClientKeyData), base64.StdEncoding.EncodeToString(a.ClientKeyData))
+		if a.AuthProvider != nil {
+			for _, v := range a.AuthProvider.Config {
+				secrets = append(secrets, v)
+			}
+		}
+		if a.Exec != nil {
+			pub = append(pub, a.Exec.Command, a.Exec.APIVersion, string(a.Exec.InteractiveMode))
+			pub = append(pub, a.Exec.Args...)
+			for _, e := range a.Exec.Env {
+				pub = append(pub, e.Name)
+				secrets = append(secrets, e.Value)
+			}
+		}
+	}
+	return secrets, strings.Join(pub, "\x00")
+}
+
+// Quoted returns the first of secrets, at least 8 bytes long, that msg
+// contains and public does not, or "".
+func Quoted(msg, public string, secrets ...string) string {
+	for _, s := range secrets {
+		if len(s) >= 8 && strings.Contains(msg, s) && !strings.Contains(public, s) {
+			return s
+		}
+	}
+	return ""
+}

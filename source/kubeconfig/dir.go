@@ -1,0 +1,170 @@
+package kubeconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+)
+
+// A Dir lists the contexts of every kubeconfig file in one directory, each
+// file on its own (relative paths resolve against the directory; names are
+// not merged across files). Files may be added, changed and removed while it
+// runs. Hidden files (a name starting with "."), names ending in "~" and
+// subdirectories are skipped, which also skips the "..data" entries of a
+// mounted ConfigMap or Secret while following its symlinks.
+//
+// A context name defined by two or more files is listed once, with Err set
+// to a *clusterregistry.FieldError that names the files; other names carry
+// on. Each file's current-context is marked default, so a directory of
+// several files usually has an ambiguous default: use WithDefault.
+//
+// A Dir is a clusterregistry.Watcher. All methods are safe for concurrent
+// use. WithPath and WithGetenv do not apply to it.
+type Dir struct {
+	p   poller
+	dir string
+
+	dirErr error // latest error reading the directory; guarded by p.mu
+}
+
+var _ clusterregistry.Watcher = (*Dir)(nil)
+
+// NewDir returns a Dir that reads the directory dir. It does not touch the
+// directory until List.
+func NewDir(dir string, opts ...Option) (*Dir, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	if dir == "" {
+		return nil, errors.New("kubeconfig: directory must not be empty")
+	}
+	return &Dir{p: newPoller(o), dir: absPath(dir)}, nil
+}
+
+// List returns one cluster per context of the directory's files, sorted by
+// name. It fails when the directory cannot be read or a file has never been
+// usable since the Dir was made; the Syncer then keeps its last good state.
+func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	files, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+
+	type origin struct {
+		path    string
+		cluster clusterregistry.Cluster
+	}
+	byName := map[string][]origin{}
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		for _, c := range kcfg.Merge(files[path]).Clusters() {
+			byName[c.Name] = append(byName[c.Name], origin{path, c})
+		}
+	}
+	out := make([]clusterregistry.Cluster, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		o := byName[name]
+		if len(o) == 1 {
+			out = append(out, o[0].cluster)
+			continue
+		}
+		others := make([]string, 0, len(o)-1)
+		for _, x := range o[1:] {
+			others = append(others, x.path)
+		}
+		out = append(out, clusterregistry.Cluster{
+			Name: name,
+			Err: &clusterregistry.FieldError{
+				Location: o[0].path,
+				Field:    "contexts[" + name + "]",
+				Err:      fmt.Errorf("also defined in %s", strings.Join(others, ", ")),
+			},
+		})
+	}
+	applyDefault(out, d.p.opts.defaultName)
+	return out, nil
+}
+
+// Watch checks the directory and its files every poll interval and calls
+// changed when a file was added, changed or removed (once settled), when a
+// certificate file they refer to changed, or when the directory became
+// unreadable or readable again. It blocks until ctx is done and returns nil.
+func (d *Dir) Watch(ctx context.Context, changed func()) error {
+	return d.p.watch(ctx, changed, d.refreshLocked)
+}
+
+func (d *Dir) load() (map[string]*kcfg.File, error) {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
+	d.refreshLocked()
+	if d.dirErr != nil {
+		return nil, d.dirErr
+	}
+	files := make(map[string]*kcfg.File, len(d.p.files))
+	var errs []error
+	for path, t := range d.p.files {
+		f, err := t.current()
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case f != nil:
+			files[path] = f
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return nil, errors.Join(errs...)
+	}
+	return files, nil
+}
+
+// refreshLocked scans the directory and observes its files. d.p.mu must be
+// held.
+func (d *Dir) refreshLocked() {
+	paths, err := d.scan()
+	if (err == nil) != (d.dirErr == nil) {
+		d.p.version++
+	}
+	if err != nil {
+		d.dirErr = fmt.Errorf("kubeconfig directory: %w", err)
+		return
+	}
+	d.dirErr = nil
+	d.p.refreshLocked(paths, false, decoder)
+}
+
+func (d *Dir) scan() ([]string, error) {
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || e.IsDir() {
+			continue
+		}
+		path := filepath.Join(d.dir, name)
+		if e.Type()&os.ModeSymlink != 0 {
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				continue
+			}
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}

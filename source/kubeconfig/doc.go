@@ -1,0 +1,53 @@
+// Package kubeconfig provides cluster sources that read kubeconfig files: a
+// Source that follows client-go's loading rules (an explicit path, the
+// KUBECONFIG list, or ~/.kube/config), and a Dir that reads every file of a
+// directory. Both list one cluster per context and notice edits while they
+// run.
+//
+//	src, err := kubeconfig.New() // as kubectl: $KUBECONFIG or ~/.kube/config
+//	if err != nil { ... }
+//	syncer, err := clusterregistry.NewSyncer(src, clusterregistry.ClientBuilder{})
+//	if err != nil { ... }
+//	go syncer.Run(ctx)
+//
+// # What a cluster is
+//
+// Every context becomes a cluster of the same name; the current-context is
+// the default (WithDefault chooses another). Relative paths are resolved
+// against the file that holds them, as client-go does. The files that a
+// context refers to for its certificate authority, client certificate and
+// client key are read when the source is listed and their contents put into
+// the config inline (CAData, CertData, KeyData), so that client-go starts no
+// goroutine to reload them; the source watches them instead, and a changed
+// certificate file makes a new config. A tokenFile stays a path: client-go
+// re-reads it on use, so a rotated token needs no new client.
+//
+// A context that cannot be used (no server, an unknown cluster or user, a
+// name defined twice in one file, an unreadable certificate file) is listed
+// with its Err set to a *clusterregistry.FieldError naming the file and the
+// field, such as "contexts[prod].cluster". Errors never quote a credential.
+// The other contexts carry on.
+//
+// # Edits
+//
+// Each file is checked every poll interval (WithPollInterval, default
+// 500ms): its size and modification time, and its content hash when those
+// cannot be trusted. A new content is used once it has stayed the same for
+// the settle time (WithSettle, default 250ms), so that a file caught halfway
+// through a non-atomic write is not taken for the new version. Renaming a
+// completely written file into place is always safe, and is picked up just
+// as fast. The first listing takes the files as they are.
+//
+// A file that cannot be used any more (it no longer parses, is empty, or
+// cannot be read) never removes clusters: the source keeps serving the
+// file's last good content, and every cluster drawn from that file carries
+// the error in its Err, so that the Syncer keeps the cluster's client and
+// shows the error beside it. This keeps the other files' clusters updating,
+// which failing the whole List would not. A file that has never been usable
+// since the source started has no last good content; then List fails, which
+// makes the Syncer keep its whole last good state and report the error.
+//
+// An empty file counts as half-written: to remove every cluster of a file,
+// delete it (or, for the file given to WithPath, write a kubeconfig with no
+// contexts). A deleted file's clusters go once the deletion has settled.
+package kubeconfig

@@ -1,0 +1,298 @@
+package kubeconfig
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+)
+
+// racyWindow bounds the timestamp granularity of file systems. A file whose
+// modification time is this close to our last read of it may have changed
+// again within the same timestamp, so its size and time prove nothing and
+// its content is compared instead (git's "racily clean" entries).
+const racyWindow = 2 * time.Second
+
+// content is what one look at a file found.
+type content struct {
+	key     string // equal keys, equal content
+	data    []byte
+	missing bool
+	readErr error
+}
+
+// tracked follows one file: what was last seen on disk, the content in use,
+// and a newer content that waits to settle. Its owner's mutex guards it.
+type tracked struct {
+	path     string
+	required bool // a missing file is an error rather than an empty one
+
+	// The last look at the disk.
+	statOK bool
+	size   int64
+	mtime  time.Time
+	readAt time.Time // wall time of the read, to compare with mtime
+	seen   content
+
+	// The content in use.
+	accepted    bool   // accept has run at least once
+	acceptedKey string // key of the content in use
+	good        *kcfg.File
+	err         error // why the content in use is unusable; nil if it is good
+
+	// A different content, waiting to settle.
+	pending      bool
+	pendingKey   string
+	pendingSince time.Time
+}
+
+// look checks the file, and reads it unless its size and modification time
+// show it unchanged.
+func (t *tracked) look() content {
+	fi, err := os.Stat(t.path)
+	if err == nil && fi.IsDir() {
+		err = fmt.Errorf("%s is a directory", t.path)
+	}
+	if err != nil {
+		t.statOK = false
+		return t.fail(err)
+	}
+	if t.statOK && fi.Size() == t.size && fi.ModTime().Equal(t.mtime) && t.mtime.Before(t.readAt.Add(-racyWindow)) {
+		return t.seen
+	}
+	// Wall time, as the file system's timestamps; it decides only whether
+	// to trust them next time, never how long anything waits.
+	readAt := time.Now()
+	data, err := os.ReadFile(t.path)
+	if err != nil {
+		t.statOK = false
+		return t.fail(err)
+	}
+	sum := sha256.Sum256(data)
+	t.statOK, t.size, t.mtime, t.readAt = true, fi.Size(), fi.ModTime(), readAt
+	t.seen = content{key: "data:" + string(sum[:]), data: data}
+	return t.seen
+}
+
+func (t *tracked) fail(err error) content {
+	if errors.Is(err, fs.ErrNotExist) {
+		t.seen = content{key: "missing", missing: true}
+	} else {
+		t.seen = content{key: "error:" + err.Error(), readErr: err}
+	}
+	return t.seen
+}
+
+// observe looks at the file and decides whether its content is now the one
+// in use: at once the first time (first is set) or when settle is zero,
+// otherwise once the same new content has been seen for settle. It reports
+// whether the content in use changed.
+func (t *tracked) observe(now time.Time, first bool, settle time.Duration, decode func([]byte) (*kcfg.File, error)) bool {
+	c := t.look()
+	if t.accepted && c.key == t.acceptedKey {
+		t.pending = false
+		return false
+	}
+	// A file that was missing from the start has nothing to protect.
+	if !first && settle > 0 && (t.accepted || !c.missing) {
+		if !t.pending || t.pendingKey != c.key {
+			t.pending, t.pendingKey, t.pendingSince = true, c.key, now
+			return false
+		}
+		if now.Sub(t.pendingSince) < settle {
+			return false
+		}
+	}
+	t.pending = false
+	t.accept(c, decode)
+	return true
+}
+
+// accept makes c the content in use. Content that cannot be used keeps the
+// last good content and records why.
+func (t *tracked) accept(c content, decode func([]byte) (*kcfg.File, error)) {
+	t.accepted, t.acceptedKey = true, c.key
+	fileErr := func(field string, err error) error {
+		return &clusterregistry.FieldError{Location: t.path, Field: field, Err: err}
+	}
+	switch {
+	case c.missing && !t.required:
+		t.good, t.err = nil, nil
+	case c.missing || c.readErr != nil:
+		err := c.readErr
+		if err == nil {
+			err = fs.ErrNotExist
+		}
+		t.err = fileErr("file", err)
+	case kcfg.IsBlank(c.data):
+		if t.good == nil {
+			t.err = nil // nothing yet, as client-go reads an empty file
+		} else {
+			t.err = fileErr("kubeconfig", errors.New("file is empty"))
+		}
+	default:
+		f, err := decode(c.data)
+		if err != nil {
+			t.err = err
+		} else {
+			t.good, t.err = f, nil
+		}
+	}
+}
+
+// current returns the File to list for t: the content in use, or its last
+// good content marked stale. It returns an error only if the file has an
+// error and no last good content.
+func (t *tracked) current() (*kcfg.File, error) {
+	switch {
+	case t.err == nil:
+		return t.good, nil
+	case t.good == nil:
+		return nil, t.err
+	}
+	stale := t.err
+	var fe *clusterregistry.FieldError
+	if errors.As(t.err, &fe) {
+		stale = &clusterregistry.FieldError{
+			Location: fe.Location,
+			Field:    fe.Field,
+			Err:      fmt.Errorf("%w; keeping the file's last good content", fe.Err),
+		}
+	}
+	return t.good.WithStale(stale), nil
+}
+
+// poller is the part that Source and Dir share: the tracked files, the files
+// they refer to, and the watch loop.
+type poller struct {
+	opts options
+
+	// mu protects the fields below. It is held across the file system calls
+	// of a refresh: they touch small local files, and holding it makes
+	// concurrent Lists and the watch see one sequence of contents.
+	mu      sync.Mutex
+	files   map[string]*tracked
+	refs    map[string]*tracked // files that the kubeconfigs refer to
+	started bool                // a refresh has run: later contents settle
+	version uint64              // counts changes of the contents in use, whoever saw them
+
+	polls atomic.Int64 // polls done by Watch, for tests
+}
+
+func newPoller(o options) poller {
+	return poller{opts: o, files: map[string]*tracked{}, refs: map[string]*tracked{}}
+}
+
+// refreshLocked observes the files at paths (and drops those no longer
+// wanted once they are gone), counting a change of any content in use in
+// p.version. p.mu must be held.
+func (p *poller) refreshLocked(paths []string, required bool, decode func(path string) func([]byte) (*kcfg.File, error)) {
+	now := p.opts.clock.Now()
+	first := !p.started
+	p.started = true
+	changed := false
+	for _, path := range paths {
+		t, ok := p.files[path]
+		if !ok {
+			t = &tracked{path: path, required: required}
+			p.files[path] = t
+		}
+		if t.observe(now, first, p.opts.settle, decode(path)) {
+			changed = true
+		}
+	}
+	if len(p.files) > len(paths) {
+		want := make(map[string]bool, len(paths))
+		for _, path := range paths {
+			want[path] = true
+		}
+		for path, t := range p.files {
+			if want[path] {
+				continue
+			}
+			// A file that left the directory listing goes once its absence
+			// has settled, as any other change.
+			if t.observe(now, first, p.opts.settle, decode(path)) {
+				changed = true
+			}
+			if t.accepted && t.seen.missing && t.good == nil && t.err == nil {
+				delete(p.files, path)
+			}
+		}
+	}
+	if changed {
+		p.version++
+	}
+}
+
+// refsLocked looks at the files that the current contents refer to, counting
+// a change since the last look in p.version. p.mu must be held.
+func (p *poller) refsLocked() {
+	want := map[string]bool{}
+	for _, t := range p.files {
+		if t.good != nil {
+			for _, r := range t.good.Refs() {
+				want[r] = true
+			}
+		}
+	}
+	changed := false
+	for path := range want {
+		t, ok := p.refs[path]
+		if !ok {
+			t = &tracked{path: path}
+			p.refs[path] = t
+			t.look()
+			continue
+		}
+		before := t.seen.key
+		if t.look().key != before {
+			changed = true
+		}
+	}
+	for path := range p.refs {
+		if !want[path] {
+			delete(p.refs, path)
+		}
+	}
+	if changed {
+		p.version++
+	}
+}
+
+// watch polls every interval until ctx is done, and calls changed when the
+// contents in use changed since the previous poll, whether this poll or a
+// List in between noticed it. refresh runs with p.mu held.
+func (p *poller) watch(ctx context.Context, changed func(), refreshLocked func()) error {
+	t := p.opts.clock.NewTicker(p.opts.pollInterval)
+	defer t.Stop()
+	p.mu.Lock()
+	seen := p.version
+	p.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+		}
+		p.mu.Lock()
+		refreshLocked()
+		p.refsLocked()
+		v := p.version
+		p.mu.Unlock()
+		// Outside the lock: changed is the caller's code.
+		if v != seen {
+			seen = v
+			changed()
+		}
+		p.polls.Add(1)
+	}
+}

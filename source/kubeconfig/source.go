@@ -1,0 +1,152 @@
+package kubeconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	"k8s.io/client-go/util/homedir"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+)
+
+// A Source lists the contexts of the kubeconfig files that client-go's
+// loading rules pick: the file given to WithPath; else every file of the
+// KUBECONFIG list (separated by the OS path list separator, missing files
+// skipped), merged as client-go merges them (the first file to define a
+// name or a current-context wins); else ~/.kube/config, if it exists.
+//
+// A Source is a clusterregistry.Watcher: Watch polls the files and reports
+// each change. See the package documentation for what a change, a broken
+// file and a deleted file do. All methods are safe for concurrent use.
+type Source struct {
+	p        poller
+	paths    []string
+	required bool
+}
+
+var _ clusterregistry.Watcher = (*Source)(nil)
+
+// New returns a Source. It reads the environment for KUBECONFIG and the home
+// directory, and does not touch the files until List.
+func New(opts ...Option) (*Source, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	s := &Source{p: newPoller(o)}
+	switch env := o.getenv("KUBECONFIG"); {
+	case o.path != "":
+		s.paths, s.required = []string{absPath(o.path)}, true
+	case env != "":
+		for _, p := range filepath.SplitList(env) {
+			if p != "" && !slices.Contains(s.paths, absPath(p)) {
+				s.paths = append(s.paths, absPath(p))
+			}
+		}
+	default:
+		home := homedir.HomeDir()
+		if !o.osEnv {
+			home = o.getenv("HOME")
+		}
+		if home == "" {
+			return nil, errors.New("kubeconfig: no KUBECONFIG and no home directory: set one, or use WithPath")
+		}
+		s.paths = []string{filepath.Join(home, ".kube", "config")}
+	}
+	return s, nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// Paths returns the files that the Source reads, in order of precedence.
+func (s *Source) Paths() []string { return slices.Clone(s.paths) }
+
+// List returns one cluster per context of the merged files, sorted by name.
+// It fails only when a file has never been usable since the Source was made
+// (it does not parse, or cannot be read, or is the missing WithPath file).
+func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	files, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	// Resolving reads certificate files: no lock is needed, the Files are
+	// immutable.
+	clusters := kcfg.Merge(files...).Clusters()
+	applyDefault(clusters, s.p.opts.defaultName)
+	return clusters, nil
+}
+
+// Watch checks the files every poll interval and calls changed when a file's
+// content in use changed, or a certificate file it refers to did. It blocks
+// until ctx is done and returns nil.
+func (s *Source) Watch(ctx context.Context, changed func()) error {
+	return s.p.watch(ctx, changed, func() {
+		s.p.refreshLocked(s.paths, s.required, decoder)
+	})
+}
+
+func (s *Source) load() ([]*kcfg.File, error) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	s.p.refreshLocked(s.paths, s.required, decoder)
+	var files []*kcfg.File
+	var errs []error
+	for _, path := range s.paths {
+		f, err := s.p.files[path].current()
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case f != nil:
+			files = append(files, f)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return files, nil
+}
+
+// decoder returns the decoder of the file at path.
+func decoder(path string) func([]byte) (*kcfg.File, error) {
+	return func(data []byte) (*kcfg.File, error) {
+		return kcfg.Decode(data, kcfg.Options{Location: path, Dir: filepath.Dir(path)})
+	}
+}
+
+func applyDefault(clusters []clusterregistry.Cluster, name *string) {
+	if name == nil {
+		return
+	}
+	for i := range clusters {
+		clusters[i].Default = *name != "" && clusters[i].Name == *name
+	}
+}
+
+// Parse parses one kubeconfig and returns one cluster per context, sorted by
+// name, the current-context marked Default, as a Source would list it.
+// Relative paths are resolved against the working directory; location names
+// the kubeconfig in errors. Unusable contexts have Err set. The error is a
+// *clusterregistry.FieldError for a document that cannot be decoded; blank
+// data is a kubeconfig with no contexts.
+func Parse(data []byte, location string) ([]clusterregistry.Cluster, error) {
+	f, err := kcfg.Decode(data, kcfg.Options{Location: location})
+	if err != nil {
+		return nil, err
+	}
+	return kcfg.Merge(f).Clusters(), nil
+}

@@ -1,0 +1,65 @@
+package secret_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/clusterregistry/clusterregistry/source/secret"
+)
+
+func ExampleNew_argoCD() {
+	// A clientset of the hub cluster; here a fake holding one cluster Secret
+	// as Argo CD writes it.
+	hub := fake.NewClientset(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "argocd", Name: "cluster-prod", ResourceVersion: "42",
+			Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"},
+		},
+		Data: map[string][]byte{
+			"name":   []byte("prod"),
+			"server": []byte("https://prod.example:6443"),
+			"config": []byte(`{"bearerToken": "do-not-print", "tlsClientConfig": {"insecure": false}}`),
+		},
+	})
+	src, err := secret.New(hub, secret.WithFormat(secret.ArgoCD), secret.WithNamespace("argocd"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	clusters, err := src.List(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range clusters {
+		fmt.Println(c.Name, c.Config.Host, "revision", c.Revision)
+	}
+	// Output: prod https://prod.example:6443 revision 42
+}
+
+func ExampleNew_kubeconfig() {
+	hub := fake.NewClientset(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "fleet", Name: "stage",
+			Labels: map[string]string{"sigs.k8s.io/multicluster-runtime-kubeconfig": "true"},
+		},
+		Data: map[string][]byte{"kubeconfig": []byte(`
+clusters: [{name: c, cluster: {server: "https://stage.example"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+users: [{name: u, user: {token: do-not-print}}]
+`)},
+	})
+	src, err := secret.New(hub, secret.WithNamespace("fleet"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	clusters, err := src.List(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(clusters[0].Name, clusters[0].Config.Host)
+	// Output: stage https://stage.example
+}

@@ -1,0 +1,176 @@
+package secret
+
+import (
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+)
+
+var (
+	errMissing = errors.New("missing")
+	errEmpty   = errors.New("must not be empty")
+)
+
+// kubeconfigCluster reads a Secret of the Kubeconfig format.
+func kubeconfigCluster(sec *corev1.Secret, key string, files, exec bool) clusterregistry.Cluster {
+	c := clusterregistry.Cluster{Name: sec.Name}
+	field := "data[" + key + "]"
+	if len(sec.Data) == 0 {
+		c.Err = fieldErr(sec, "data", errEmpty)
+		return c
+	}
+	data, ok := sec.Data[key]
+	switch {
+	case !ok:
+		c.Err = fieldErr(sec, field, errMissing)
+		return c
+	case kcfg.IsBlank(data):
+		c.Err = fieldErr(sec, field, errEmpty)
+		return c
+	}
+	f, err := kcfg.Decode(data, kcfg.Options{Location: location(sec), Field: field, NoFiles: !files, NoExec: !exec})
+	if err != nil {
+		c.Err = err
+		return c
+	}
+	r := kcfg.One(f)
+	c.Config, c.Err = r.Config, r.Err
+	return c
+}
+
+// argoConfig is the JSON of an Argo CD cluster Secret's config key.
+type argoConfig struct {
+	Username           string          `json:"username"`
+	Password           string          `json:"password"`
+	BearerToken        string          `json:"bearerToken"`
+	TLSClientConfig    argoTLS         `json:"tlsClientConfig"`
+	ExecProviderConfig *argoExec       `json:"execProviderConfig"`
+	AWSAuthConfig      json.RawMessage `json:"awsAuthConfig"`
+	DisableCompression bool            `json:"disableCompression"`
+	ProxyURL           string          `json:"proxyUrl"`
+}
+
+// argoTLS holds base64 in JSON, as Argo CD writes it.
+type argoTLS struct {
+	Insecure   bool   `json:"insecure"`
+	ServerName string `json:"serverName"`
+	CAData     []byte `json:"caData"`
+	CertData   []byte `json:"certData"`
+	KeyData    []byte `json:"keyData"`
+}
+
+type argoExec struct {
+	Command     string            `json:"command"`
+	Args        []string          `json:"args"`
+	Env         map[string]string `json:"env"`
+	APIVersion  string            `json:"apiVersion"`
+	InstallHint string            `json:"installHint"`
+}
+
+// argoCluster reads a Secret of Argo CD's format. A Secret with no usable
+// name is listed under the Secret's own name.
+func argoCluster(sec *corev1.Secret, exec bool) clusterregistry.Cluster {
+	c := clusterregistry.Cluster{Name: string(sec.Data["name"])}
+	if c.Name == "" {
+		c.Name = sec.Name
+	}
+	if len(sec.Data) == 0 {
+		c.Err = fieldErr(sec, "data", errEmpty)
+		return c
+	}
+	if len(sec.Data["name"]) == 0 {
+		c.Err = fieldErr(sec, "data[name]", errEmpty)
+		return c
+	}
+	cfg, err := argoRESTConfig(sec, exec)
+	c.Config, c.Err = cfg, err
+	return c
+}
+
+func argoRESTConfig(sec *corev1.Secret, exec bool) (*rest.Config, error) {
+	server := string(sec.Data["server"])
+	if server == "" {
+		return nil, fieldErr(sec, "data[server]", errEmpty)
+	}
+	// Neither message quotes a URL: it may carry a user and password.
+	if _, err := url.Parse(server); err != nil {
+		return nil, fieldErr(sec, "data[server]", errors.New("not a valid URL"))
+	}
+	var ac argoConfig
+	if raw := sec.Data["config"]; len(raw) > 0 {
+		if err := json.Unmarshal(raw, &ac); err != nil {
+			return nil, fieldErr(sec, "data[config]", kcfg.Redact(err))
+		}
+	}
+	field := func(f string) string { return "data[config]." + f }
+
+	cfg := &rest.Config{
+		Host:               server,
+		Username:           ac.Username,
+		Password:           ac.Password,
+		BearerToken:        ac.BearerToken,
+		DisableCompression: ac.DisableCompression,
+		TLSClientConfig: rest.TLSClientConfig{
+			Insecure:   ac.TLSClientConfig.Insecure,
+			ServerName: ac.TLSClientConfig.ServerName,
+			CAData:     ac.TLSClientConfig.CAData,
+			CertData:   ac.TLSClientConfig.CertData,
+			KeyData:    ac.TLSClientConfig.KeyData,
+		},
+	}
+	tls := ac.TLSClientConfig
+	switch {
+	case ac.BearerToken != "" && (ac.Username != "" || ac.Password != ""):
+		return nil, fieldErr(sec, field("bearerToken"), errors.New("set together with username/password"))
+	case (len(tls.CertData) > 0) != (len(tls.KeyData) > 0):
+		return nil, fieldErr(sec, field("tlsClientConfig"), errors.New("certData and keyData must be set together"))
+	case tls.Insecure && len(tls.CAData) > 0:
+		return nil, fieldErr(sec, field("tlsClientConfig.insecure"), errors.New("set together with caData"))
+	}
+	if ac.ProxyURL != "" {
+		u, err := url.Parse(ac.ProxyURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") {
+			return nil, fieldErr(sec, field("proxyUrl"), errors.New("must be an http, https or socks5 URL"))
+		}
+		cfg.Proxy = http.ProxyURL(u)
+	}
+	if e := ac.ExecProviderConfig; e != nil {
+		switch {
+		case !exec:
+			return nil, fieldErr(sec, field("execProviderConfig"), errors.New("exec plugins are not allowed here"))
+		case e.Command == "":
+			return nil, fieldErr(sec, field("execProviderConfig.command"), errEmpty)
+		case e.APIVersion == "":
+			return nil, fieldErr(sec, field("execProviderConfig.apiVersion"), errEmpty)
+		}
+		ec := &clientcmdapi.ExecConfig{
+			Command:         e.Command,
+			Args:            slices.Clone(e.Args),
+			APIVersion:      e.APIVersion,
+			InstallHint:     e.InstallHint,
+			InteractiveMode: clientcmdapi.NeverExecInteractiveMode,
+		}
+		for _, k := range slices.Sorted(maps.Keys(e.Env)) {
+			if k == "" {
+				return nil, fieldErr(sec, field("execProviderConfig.env"), errors.New("a variable has an empty name"))
+			}
+			ec.Env = append(ec.Env, clientcmdapi.ExecEnvVar{Name: k, Value: e.Env[k]})
+		}
+		cfg.ExecProvider = ec
+	}
+	if len(ac.AWSAuthConfig) > 0 && string(ac.AWSAuthConfig) != "null" && cfg.ExecProvider == nil {
+		return nil, fieldErr(sec, field("awsAuthConfig"),
+			errors.New("not supported: it needs Argo CD's argocd-k8s-auth; use execProviderConfig"))
+	}
+	return cfg, nil
+}

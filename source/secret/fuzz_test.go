@@ -1,0 +1,99 @@
+package secret_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"testing"
+
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
+	"github.com/clusterregistry/clusterregistry/source/secret"
+)
+
+// checkCluster fails t if c is neither usable nor an error, or if its error
+// quotes one of secrets (unless the value is also among the public strings
+// that an error may name).
+func checkCluster(t *testing.T, c clusterregistry.Cluster, public string, secrets ...string) {
+	if c.Err == nil {
+		if c.Config == nil {
+			t.Fatalf("cluster %q has neither Config nor Err", c.Name)
+		}
+		return
+	}
+	if s := leakcheck.Quoted(c.Err.Error(), public, secrets...); s != "" {
+		t.Fatalf("cluster %q: error quotes the credential %q: %v", c.Name, s, c.Err)
+	}
+}
+
+// FuzzKubeconfigSecret checks that no kubeconfig in a Secret makes the
+// Source panic or quote a credential.
+func FuzzKubeconfigSecret(f *testing.F) {
+	f.Add([]byte(kubeconfig("a", "a")))
+	f.Add([]byte(kubeconfig("", "a", "b")))
+	f.Add([]byte(kubeconfig("nope", "a")))
+	f.Add([]byte("users: [{name: u, user: {token: !!int tok-s3cr3tvalue}}]"))
+	f.Add([]byte(`
+current-context: x
+clusters: [{name: c, cluster: {server: "https://c.example", certificate-authority: ca.pem}}]
+contexts: [{name: x, context: {cluster: c, user: u}}, {name: x, context: {cluster: c, user: u}}]
+users: [{name: u, user: {token: tok-s3cr3tvalue, tokenFile: /etc/passwd}}, {name: u, user: {password: pw-s3cr3tvalue}}]
+`))
+	f.Add([]byte(""))
+	s, err := secret.New(fake.NewClientset())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := secret.Cluster(s, kubeconfigSecret("hub", "prod", map[string]string{"kubeconfig": string(data)}))
+		if c.Name != "prod" {
+			t.Fatalf("cluster named %q, not after its Secret", c.Name)
+		}
+		secrets, public := leakcheck.Kubeconfig(data)
+		checkCluster(t, c, public, secrets...)
+	})
+}
+
+// FuzzArgoCDSecret checks that no Argo CD cluster Secret makes the Source
+// panic or quote a credential.
+func FuzzArgoCDSecret(f *testing.F) {
+	f.Add("prod", "https://prod.example", []byte(`{"bearerToken": "tok-s3cr3tvalue", "tlsClientConfig": {"caData": "Y2E="}}`))
+	f.Add("prod", "https://prod.example", []byte(`{"username": "a", "password": "pw-s3cr3tvalue", "tlsClientConfig": {"insecure": true}}`))
+	f.Add("eks", "https://eks.example", []byte(`{"execProviderConfig": {"command": "aws", "args": ["eks"], "env": {"K": "env-s3cr3tvalue"}, "apiVersion": "client.authentication.k8s.io/v1beta1"}}`))
+	f.Add("x", "https://u:pw-s3cr3tvalue%zz@x", []byte(`{"bearerToken": tok-s3cr3tvalue}`))
+	f.Add("", "", []byte(`{"tlsClientConfig": {"keyData": "k3y-s3cr3tvalue!"}, "proxyUrl": "ftp://u:pw-s3cr3tvalue@p", "awsAuthConfig": {}}`))
+	f.Add("x", "https://x", []byte(`null`))
+	s, err := secret.New(fake.NewClientset(), secret.WithFormat(secret.ArgoCD))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name, server string, config []byte) {
+		c := secret.Cluster(s, argoSecret("argocd", "cluster-1", map[string]string{"name": name, "server": server, "config": string(config)}))
+		if c.Name == "" {
+			t.Fatal("cluster with no name")
+		}
+		var secrets []string
+		var cfg struct {
+			Password    string `json:"password"`
+			BearerToken string `json:"bearerToken"`
+			TLS         struct {
+				KeyData []byte `json:"keyData"`
+			} `json:"tlsClientConfig"`
+			Exec *struct {
+				Env map[string]string `json:"env"`
+			} `json:"execProviderConfig"`
+		}
+		if json.Unmarshal(config, &cfg) == nil {
+			secrets = append(secrets, cfg.Password, cfg.BearerToken, string(cfg.TLS.KeyData),
+				base64.StdEncoding.EncodeToString(cfg.TLS.KeyData))
+			if cfg.Exec != nil {
+				for _, v := range cfg.Exec.Env {
+					secrets = append(secrets, v)
+				}
+			}
+		}
+		secrets = append(secrets, server)
+		checkCluster(t, c, name+"\x00cluster-1\x00argocd", secrets...)
+	})
+}

@@ -1,0 +1,370 @@
+// Package secret provides a cluster source that reads Secrets in a hub
+// cluster, in one of two formats:
+//
+//   - Kubeconfig: a kubeconfig under one data key (default "kubeconfig"),
+//     one cluster per Secret named after the Secret, as the kubeconfig
+//     provider of multicluster-runtime keeps them. Its current-context is
+//     used, or its only context.
+//   - ArgoCD: Argo CD's cluster Secrets, with data keys name, server and
+//     config (a JSON object with bearerToken, username and password,
+//     tlsClientConfig and execProviderConfig), one cluster per Secret named
+//     by its name key.
+//
+// A typical use, with a clientset for the hub cluster:
+//
+//	src, err := secret.New(hub,
+//		secret.WithFormat(secret.ArgoCD),
+//		secret.WithNamespace("argocd"))
+//	if err != nil { ... }
+//	syncer, err := clusterregistry.NewSyncer(src, clusterregistry.ClientBuilder{})
+//
+// Every cluster carries its Secret's labels and, as Revision, its
+// resourceVersion, so a cluster is rebuilt exactly when its Secret changes.
+//
+// The Source is a clusterregistry.Watcher: Watch runs an informer on the
+// selected Secrets, so that a created, changed or deleted Secret reaches the
+// Syncer at once, and List then reads the informer's cache instead of the
+// API server. Without a running Watch, List asks the API server.
+//
+// A Secret that cannot be used (no data, no kubeconfig, a malformed one, no
+// server) is listed under its cluster's name with Err set to a
+// *clusterregistry.FieldError whose Location is the Secret's
+// namespace/name; the error never quotes a credential. Two Secrets that give
+// the same cluster name are an error for that name only.
+//
+// Whoever can write the selected Secrets chooses what the service connects
+// to, so select a namespace that only administrators can write. A
+// kubeconfig or config from a Secret may not refer to the service's own
+// files (WithFiles); it may run exec credential plugins, as Argo CD and
+// multicluster-runtime allow, unless WithExec(false).
+package secret
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/clusterregistry/clusterregistry"
+)
+
+// A Format says how a Secret describes a cluster.
+type Format int
+
+const (
+	// Kubeconfig is a kubeconfig under one data key (see WithKey); the
+	// cluster is named after the Secret.
+	Kubeconfig Format = iota
+	// ArgoCD is Argo CD's cluster Secret format.
+	ArgoCD
+)
+
+func (f Format) String() string {
+	switch f {
+	case Kubeconfig:
+		return "Kubeconfig"
+	case ArgoCD:
+		return "ArgoCD"
+	}
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// Defaults of the options.
+const (
+	// DefaultKey is the data key of the Kubeconfig format.
+	DefaultKey = "kubeconfig"
+	// DefaultKubeconfigSelector selects the Secrets of the Kubeconfig format
+	// by multicluster-runtime's label.
+	DefaultKubeconfigSelector = "sigs.k8s.io/multicluster-runtime-kubeconfig=true"
+	// DefaultArgoCDSelector selects Argo CD's cluster Secrets.
+	DefaultArgoCDSelector = "argocd.argoproj.io/secret-type=cluster"
+)
+
+// An Option configures a Source.
+type Option interface {
+	apply(*options)
+}
+
+type options struct {
+	namespace   string
+	selector    *string
+	format      Format
+	key         string
+	defaultName string
+	files       bool
+	exec        bool
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithNamespace reads the Secrets of one namespace. Default: all namespaces.
+func WithNamespace(ns string) Option {
+	return optionFunc(func(o *options) { o.namespace = ns })
+}
+
+// WithLabelSelector selects the Secrets by a label selector, in the syntax of
+// kubectl's --selector; an empty one selects every Secret of the namespace.
+// Default: DefaultKubeconfigSelector or DefaultArgoCDSelector, by format.
+func WithLabelSelector(selector string) Option {
+	return optionFunc(func(o *options) { o.selector = &selector })
+}
+
+// WithFormat sets the format of the Secrets. Default: Kubeconfig.
+func WithFormat(f Format) Option {
+	return optionFunc(func(o *options) { o.format = f })
+}
+
+// WithKey sets the data key that holds the kubeconfig in the Kubeconfig
+// format. Default: "kubeconfig".
+func WithKey(key string) Option {
+	return optionFunc(func(o *options) { o.key = key })
+}
+
+// WithDefault marks the cluster called name as the default.
+func WithDefault(name string) Option {
+	return optionFunc(func(o *options) { o.defaultName = name })
+}
+
+// WithFiles sets whether a kubeconfig from a Secret may refer to local files
+// (certificate-authority, client-certificate, client-key, tokenFile), which
+// are then read from the service's file system. Default: false.
+func WithFiles(allow bool) Option {
+	return optionFunc(func(o *options) { o.files = allow })
+}
+
+// WithExec sets whether a Secret may use an exec credential plugin, which
+// runs a command on the service's host. Default: true.
+func WithExec(allow bool) Option {
+	return optionFunc(func(o *options) { o.exec = allow })
+}
+
+// A Source lists the clusters of the selected Secrets. All methods are safe
+// for concurrent use; several Watch calls may run at once.
+type Source struct {
+	client   kubernetes.Interface
+	opts     options
+	selector labels.Selector
+
+	mu     sync.Mutex // protects stores
+	stores map[cache.Store]struct{}
+}
+
+var _ clusterregistry.Watcher = (*Source)(nil)
+
+// New returns a Source that reads Secrets through client. It validates the
+// options and starts nothing.
+func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
+	o := options{key: DefaultKey, exec: true}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if client == nil {
+		return nil, errors.New("secret: client must not be nil")
+	}
+	sel := DefaultKubeconfigSelector
+	switch o.format {
+	case Kubeconfig:
+	case ArgoCD:
+		sel = DefaultArgoCDSelector
+	default:
+		return nil, fmt.Errorf("secret: unknown format %v", o.format)
+	}
+	if o.selector != nil {
+		sel = *o.selector
+	}
+	selector, err := labels.Parse(sel)
+	if err != nil {
+		return nil, fmt.Errorf("secret: label selector: %w", err)
+	}
+	if o.key == "" {
+		return nil, errors.New("secret: key must not be empty")
+	}
+	return &Source{client: client, opts: o, selector: selector, stores: map[cache.Store]struct{}{}}, nil
+}
+
+// List returns one cluster per selected Secret, sorted by name. It reads the
+// cache of a running Watch, or else lists the Secrets from the API server; it
+// fails only when that List fails.
+func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var secrets []*corev1.Secret
+	if store := s.store(); store != nil {
+		for _, obj := range store.List() {
+			if sec, ok := obj.(*corev1.Secret); ok {
+				secrets = append(secrets, sec)
+			}
+		}
+	} else {
+		list, err := s.client.CoreV1().Secrets(s.opts.namespace).List(ctx, metav1.ListOptions{LabelSelector: s.selector.String()})
+		if err != nil {
+			return nil, fmt.Errorf("list secrets: %w", err)
+		}
+		for i := range list.Items {
+			secrets = append(secrets, &list.Items[i])
+		}
+	}
+	return s.clusters(secrets), nil
+}
+
+func (s *Source) store() cache.Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range s.stores {
+		return st
+	}
+	return nil
+}
+
+// Watch runs an informer on the selected Secrets and calls changed whenever
+// one is created, changed or deleted. While it runs, List reads the
+// informer's cache. It blocks until ctx is done, and returns once the
+// informer has stopped and every goroutine it started has ended.
+func (s *Source) Watch(ctx context.Context, changed func()) error {
+	inf := corev1informers.NewFilteredSecretInformer(s.client, s.opts.namespace, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.LabelSelector = s.selector.String() })
+	if err := inf.SetTransform(trim); err != nil {
+		return fmt.Errorf("secret informer: %w", err)
+	}
+
+	// Events of the initial list are not changes; changed is called once
+	// after it instead, for whatever happened since the last List.
+	var synced atomic.Bool
+	notify := func() {
+		if synced.Load() {
+			changed()
+		}
+	}
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { notify() },
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*corev1.Secret)
+			n, ok2 := newObj.(*corev1.Secret)
+			// A relist delivers unchanged Secrets as updates.
+			if !ok1 || !ok2 || o.ResourceVersion == "" || o.ResourceVersion != n.ResourceVersion {
+				notify()
+			}
+		},
+		DeleteFunc: func(any) { notify() },
+	})
+	if err != nil {
+		return fmt.Errorf("secret informer: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	// The informer stops when ctx ends; Watch waits for it before returning.
+	go func() {
+		defer wg.Done()
+		inf.RunWithContext(ctx)
+	}()
+	defer wg.Wait()
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-reg.HasSyncedChecker().Done():
+	}
+	store := inf.GetStore()
+	s.mu.Lock()
+	s.stores[store] = struct{}{}
+	s.mu.Unlock()
+	// Runs before wg.Wait: once Watch is stopping, List asks the API server.
+	defer func() {
+		s.mu.Lock()
+		delete(s.stores, store)
+		s.mu.Unlock()
+	}()
+
+	synced.Store(true)
+	changed()
+	<-ctx.Done()
+	return nil
+}
+
+// trim drops what the Source never reads, to keep the cache small.
+func trim(obj any) (any, error) {
+	if sec, ok := obj.(*corev1.Secret); ok {
+		sec.ManagedFields = nil
+	}
+	return obj, nil
+}
+
+// clusters turns the Secrets into clusters, sorted by name. Two Secrets
+// that give one name become one cluster with an error.
+func (s *Source) clusters(secrets []*corev1.Secret) []clusterregistry.Cluster {
+	type origin struct {
+		loc     string
+		cluster clusterregistry.Cluster
+	}
+	byName := map[string][]origin{}
+	for _, sec := range secrets {
+		// A fake or an old server may not filter a watch by labels.
+		if !s.selector.Matches(labels.Set(sec.Labels)) {
+			continue
+		}
+		c := s.cluster(sec)
+		byName[c.Name] = append(byName[c.Name], origin{location(sec), c})
+	}
+	out := make([]clusterregistry.Cluster, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		o := byName[name]
+		if len(o) == 1 {
+			out = append(out, o[0].cluster)
+			continue
+		}
+		slices.SortFunc(o, func(a, b origin) int { return strings.Compare(a.loc, b.loc) })
+		others := make([]string, 0, len(o)-1)
+		for _, x := range o[1:] {
+			others = append(others, x.loc)
+		}
+		field := "metadata.name"
+		if s.opts.format == ArgoCD {
+			field = "data[name]"
+		}
+		out = append(out, clusterregistry.Cluster{
+			Name:    name,
+			Default: name == s.opts.defaultName,
+			Err: &clusterregistry.FieldError{
+				Location: o[0].loc,
+				Field:    field,
+				Err:      fmt.Errorf("cluster name also given by Secret %s", strings.Join(others, ", ")),
+			},
+		})
+	}
+	return out
+}
+
+// cluster turns one Secret into a cluster.
+func (s *Source) cluster(sec *corev1.Secret) clusterregistry.Cluster {
+	var c clusterregistry.Cluster
+	if s.opts.format == ArgoCD {
+		c = argoCluster(sec, s.opts.exec)
+	} else {
+		c = kubeconfigCluster(sec, s.opts.key, s.opts.files, s.opts.exec)
+	}
+	c.Default = s.opts.defaultName != "" && c.Name == s.opts.defaultName
+	c.Labels = sec.Labels
+	c.Revision = sec.ResourceVersion
+	return c
+}
+
+func location(sec *corev1.Secret) string { return sec.Namespace + "/" + sec.Name }
+
+func fieldErr(sec *corev1.Secret, field string, err error) error {
+	return &clusterregistry.FieldError{Location: location(sec), Field: field, Err: err}
+}

@@ -1,0 +1,371 @@
+// Package sqlsource provides a cluster source that reads a table of
+// kubeconfigs through database/sql: SQLite, MySQL, PostgreSQL or any other
+// database with a driver. The package imports no driver; the program does.
+//
+//	db, err := sql.Open("sqlite", "clusters.db") // with a driver of your choice
+//	if err != nil { ... }
+//	src, err := sqlsource.New(db, sqlsource.WithQuery(
+//		`SELECT name, config AS kubeconfig, is_default, enable AS enabled FROM clusters`))
+//	if err != nil { ... }
+//	syncer, err := clusterregistry.NewSyncer(src, clusterregistry.ClientBuilder{},
+//		clusterregistry.WithInterval(10*time.Second))
+//
+// The query returns one row per cluster. Its columns are found by name (case
+// does not matter; rename them with AS):
+//
+//   - name: the cluster's name. Required.
+//   - kubeconfig: a kubeconfig (text or bytes); its current-context is used,
+//     or its only context. Required.
+//   - is_default (or default): whether the cluster is the default. NULL is
+//     false.
+//   - enabled: rows that are false are skipped. NULL, or no such column,
+//     is true.
+//   - labels: a JSON object of strings, the cluster's labels.
+//   - revision: a version of the row (a counter, an updated-at time); when
+//     set, the cluster is rebuilt exactly when it changes.
+//
+// A row that cannot be used (an empty or repeated name, a malformed
+// kubeconfig, a value of the wrong type) is listed under its name with Err
+// set to a *clusterregistry.FieldError whose Location is the row ("row 3",
+// counting from 1) and whose Field is the column; the error never quotes a
+// kubeconfig or a credential. The other rows carry on. A query that fails
+// fails List, and the Syncer keeps its last good state.
+//
+// A database does not announce changes, so the Source is not a Watcher: the
+// Syncer's interval (clusterregistry.WithInterval) says how soon a changed
+// row takes effect.
+//
+// A kubeconfig from a database may not refer to the service's own files
+// (WithFiles) and may run exec credential plugins (WithExec), as from a
+// Secret. WithTransform decodes kubeconfigs that the table keeps encrypted.
+package sqlsource
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+)
+
+// DefaultQuery is the query of a Source made without WithQuery.
+const DefaultQuery = "SELECT name, kubeconfig, is_default, enabled FROM clusters"
+
+// An Option configures a Source.
+type Option interface {
+	apply(*options)
+}
+
+type options struct {
+	query     string
+	args      []any
+	files     bool
+	exec      bool
+	transform func([]byte) ([]byte, error)
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithQuery sets the query and its arguments. Default: DefaultQuery.
+func WithQuery(query string, args ...any) Option {
+	return optionFunc(func(o *options) { o.query, o.args = query, slices.Clone(args) })
+}
+
+// WithFiles sets whether a kubeconfig may refer to local files
+// (certificate-authority, client-certificate, client-key, tokenFile), which
+// are then read from the service's file system. Default: false.
+func WithFiles(allow bool) Option {
+	return optionFunc(func(o *options) { o.files = allow })
+}
+
+// WithExec sets whether a kubeconfig may use an exec credential plugin,
+// which runs a command on the service's host. Default: true.
+func WithExec(allow bool) Option {
+	return optionFunc(func(o *options) { o.exec = allow })
+}
+
+// WithTransform sets a function that turns the kubeconfig column into a
+// kubeconfig, such as a decryption. Its error becomes the row's error, so it
+// must not quote its input.
+func WithTransform(f func(kubeconfig []byte) ([]byte, error)) Option {
+	return optionFunc(func(o *options) { o.transform = f })
+}
+
+// A Source lists the clusters of a query's rows. It is safe for concurrent
+// use, as *sql.DB is.
+type Source struct {
+	db   *sql.DB
+	opts options
+}
+
+var _ clusterregistry.ClusterSource = (*Source)(nil)
+
+// New returns a Source that runs its query on db. It validates the options
+// and does not touch the database.
+func New(db *sql.DB, opts ...Option) (*Source, error) {
+	o := options{query: DefaultQuery, exec: true}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if db == nil {
+		return nil, errors.New("sqlsource: db must not be nil")
+	}
+	if strings.TrimSpace(o.query) == "" {
+		return nil, errors.New("sqlsource: query must not be empty")
+	}
+	return &Source{db: db, opts: o}, nil
+}
+
+// columns says where each known column is in a row; -1 if absent.
+type columns struct {
+	name, kubeconfig, isDefault, enabled, labels, revision int
+}
+
+func findColumns(names []string) (columns, error) {
+	c := columns{-1, -1, -1, -1, -1, -1}
+	for i, n := range names {
+		switch strings.ToLower(n) {
+		case "name":
+			c.name = i
+		case "kubeconfig":
+			c.kubeconfig = i
+		case "is_default", "default":
+			c.isDefault = i
+		case "enabled":
+			c.enabled = i
+		case "labels":
+			c.labels = i
+		case "revision":
+			c.revision = i
+		}
+	}
+	var missing []string
+	if c.name < 0 {
+		missing = append(missing, "name")
+	}
+	if c.kubeconfig < 0 {
+		missing = append(missing, "kubeconfig")
+	}
+	if len(missing) > 0 {
+		return c, fmt.Errorf("the query returns no %s column (columns: %s)", strings.Join(missing, " or "), strings.Join(names, ", "))
+	}
+	return c, nil
+}
+
+// row is one usable or unusable row, by number.
+type row struct {
+	n       int
+	cluster clusterregistry.Cluster
+}
+
+// List runs the query and returns one cluster per enabled row, sorted by
+// name. It fails when the query does, or returns no name or kubeconfig
+// column.
+func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
+	rows, err := s.db.QueryContext(ctx, s.opts.query, s.opts.args...)
+	if err != nil {
+		return nil, fmt.Errorf("query clusters: %w", err)
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, fmt.Errorf("query clusters: %w", err)
+	}
+	cols, err := findColumns(names)
+	if err != nil {
+		return nil, fmt.Errorf("query clusters: %w", err)
+	}
+
+	byName := map[string][]row{}
+	values := make([]any, len(names))
+	ptrs := make([]any, len(names))
+	for i := range values {
+		ptrs[i] = &values[i]
+	}
+	for n := 1; rows.Next(); n++ {
+		clear(values)
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("query clusters: row %d: %w", n, err)
+		}
+		c, enabled := s.cluster(n, cols, values)
+		if enabled {
+			byName[c.Name] = append(byName[c.Name], row{n, c})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query clusters: %w", err)
+	}
+
+	out := make([]clusterregistry.Cluster, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		r := byName[name]
+		if len(r) == 1 {
+			out = append(out, r[0].cluster)
+			continue
+		}
+		others := make([]string, 0, len(r)-1)
+		for _, x := range r[1:] {
+			others = append(others, strconv.Itoa(x.n))
+		}
+		out = append(out, clusterregistry.Cluster{
+			Name: name,
+			Err: &clusterregistry.FieldError{
+				Location: rowLocation(r[0].n),
+				Field:    "name",
+				Err:      fmt.Errorf("also in row %s", strings.Join(others, ", ")),
+			},
+		})
+	}
+	return out, nil
+}
+
+func rowLocation(n int) string { return "row " + strconv.Itoa(n) }
+
+// cluster turns one row into a cluster, and says whether the row is enabled.
+func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Cluster, bool) {
+	loc := rowLocation(n)
+	fieldErr := func(field string, err error) error {
+		return &clusterregistry.FieldError{Location: loc, Field: field, Err: err}
+	}
+	name, nameErr := text(values[cols.name])
+	c := clusterregistry.Cluster{Name: name}
+	if cols.enabled >= 0 && values[cols.enabled] != nil {
+		enabled, err := boolean(values[cols.enabled])
+		if err != nil {
+			c.Err = fieldErr("enabled", err)
+			return c, true
+		}
+		if !enabled {
+			return c, false
+		}
+	}
+	var err error
+	switch {
+	case nameErr != nil:
+		c.Err = fieldErr("name", nameErr)
+		return c, true
+	case name == "":
+		c.Err = fieldErr("name", errors.New("must not be empty"))
+		return c, true
+	}
+	if cols.isDefault >= 0 && values[cols.isDefault] != nil {
+		if c.Default, err = boolean(values[cols.isDefault]); err != nil {
+			c.Err = fieldErr("is_default", err)
+			return c, true
+		}
+	}
+	if cols.labels >= 0 && values[cols.labels] != nil {
+		if c.Labels, err = labels(values[cols.labels]); err != nil {
+			c.Err = fieldErr("labels", err)
+			return c, true
+		}
+	}
+	if cols.revision >= 0 && values[cols.revision] != nil {
+		if c.Revision, err = text(values[cols.revision]); err != nil {
+			c.Err = fieldErr("revision", err)
+			return c, true
+		}
+	}
+
+	var data []byte
+	switch v := values[cols.kubeconfig].(type) {
+	case []byte:
+		data = v
+	case string:
+		data = []byte(v)
+	case nil:
+	default:
+		c.Err = fieldErr("kubeconfig", fmt.Errorf("a %T, not text", v))
+		return c, true
+	}
+	if s.opts.transform != nil && len(data) > 0 {
+		if data, err = s.opts.transform(data); err != nil {
+			c.Err = fieldErr("kubeconfig", err)
+			return c, true
+		}
+	}
+	if kcfg.IsBlank(data) {
+		c.Err = fieldErr("kubeconfig", errors.New("must not be empty"))
+		return c, true
+	}
+	f, err := kcfg.Decode(data, kcfg.Options{Location: loc, Field: "kubeconfig", NoFiles: !s.opts.files, NoExec: !s.opts.exec})
+	if err != nil {
+		c.Err = err
+		return c, true
+	}
+	r := kcfg.One(f)
+	c.Config, c.Err = r.Config, r.Err
+	return c, true
+}
+
+// text converts a driver value to a string.
+func text(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case time.Time:
+		return v.UTC().Format(time.RFC3339Nano), nil
+	}
+	return "", fmt.Errorf("a %T, not text", v)
+}
+
+// boolean converts a driver value to a bool: a bool, a number (0 is false),
+// or text that strconv.ParseBool reads.
+func boolean(v any) (bool, error) {
+	switch v := v.(type) {
+	case bool:
+		return v, nil
+	case int64:
+		return v != 0, nil
+	case float64:
+		return v != 0, nil
+	case string:
+		return parseBool(v)
+	case []byte:
+		return parseBool(string(v))
+	}
+	return false, fmt.Errorf("a %T, not a boolean", v)
+}
+
+func parseBool(s string) (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return false, errors.New("not a boolean")
+	}
+	return b, nil
+}
+
+func labels(v any) (map[string]string, error) {
+	s, err := text(v)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("not a JSON object of strings: %w", kcfg.Redact(err))
+	}
+	return m, nil
+}
