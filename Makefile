@@ -40,3 +40,6 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateName$$' -fuzztime=$(FUZZTIME) .
 	$(GO) test -run='^$$' -fuzz='^FuzzTrustPolicy$$' -fuzztime=$(FUZZTIME) .
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/kubeconfig
+	$(GO) test -run='^$$' -fuzz='^FuzzKubeconfigSecret$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/secret
+	$(GO) test -run='^$$' -fuzz='^FuzzArgoCDSecret$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/secret

@@ -129,10 +129,10 @@ func (hc HealthCheck) withDefaults() HealthCheck {
 func (hc HealthCheck) validate() error {
 	var errs []error
 	if hc.Interval < 0 || hc.Timeout < 0 {
-		errs = append(errs, errors.New("health check interval and timeout must be positive"))
+		errs = append(errs, errors.New("health check interval and timeout must not be negative"))
 	}
 	if hc.FailureThreshold < 0 || hc.SuccessThreshold < 0 {
-		errs = append(errs, errors.New("health check thresholds must be positive"))
+		errs = append(errs, errors.New("health check thresholds must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -145,7 +145,7 @@ func (hc HealthCheck) validate() error {
 // Syncer's client type; for *Client, use ReadyzProber.
 func WithHealthCheck[T any](p Prober[T], hc HealthCheck) Option {
 	return optionFunc(func(o *options) {
-		o.prober = p
+		o.prober, o.proberSet = p, true
 		o.healthCheck = hc.withDefaults()
 	})
 }

@@ -43,6 +43,7 @@ type options struct {
 	logger        logr.Logger
 	observer      Observer
 	prober        any // a Prober[T]; checked by NewSyncer
+	proberSet     bool
 	healthCheck   HealthCheck
 }
 
@@ -88,6 +89,9 @@ func (o *options) validate() error {
 	}
 	if o.observer == nil {
 		errs = append(errs, errors.New("observer must not be nil"))
+	}
+	if o.proberSet && o.prober == nil {
+		errs = append(errs, errors.New("health check prober must not be nil"))
 	}
 	if err := o.healthCheck.validate(); err != nil {
 		errs = append(errs, err)

@@ -22,6 +22,8 @@ import (
 // later sync replaces or removes its cluster; that is fine for a request that
 // takes a moment. A caller that keeps a client for long (a watch, a log
 // stream, an exec session) takes a Lease instead.
+//
+// The zero Registry is not usable: get one from Syncer.Registry.
 type Registry[T any] struct {
 	mu  sync.RWMutex // protects cur: held to read it, or to swap in a new state
 	cur *state[T]
@@ -123,7 +125,8 @@ func (r *Registry[T]) LeaseDefault() (*Lease[T], error) {
 }
 
 // A Lease holds one cluster's client so that a sync does not release it while
-// it is in use. A Lease is safe for concurrent use.
+// it is in use. Leases come from Registry.Lease and Registry.LeaseDefault; a
+// Lease is safe for concurrent use.
 type Lease[T any] struct {
 	name     string
 	h        *handle[T]

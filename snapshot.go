@@ -99,10 +99,18 @@ func (s Snapshot[T]) Default() (T, error) { return s.state().getDefault() }
 
 // DefaultErr returns why the default is missing or ambiguous, or nil when
 // exactly one cluster is marked.
-func (s Snapshot[T]) DefaultErr() error { return s.state().defaultErr }
+func (s Snapshot[T]) DefaultErr() error {
+	st := s.state()
+	if st.defaultName == "" {
+		_, err := st.resolveDefault()
+		return err
+	}
+	return st.defaultErr
+}
 
 // SourceErr returns the error of the source's latest List, or nil. While it is
 // set, the snapshot holds the last state that the source listed successfully.
+// After Run has returned it is ErrStopped, and the snapshot is empty.
 func (s Snapshot[T]) SourceErr() error { return s.state().sourceErr }
 
 // Err returns the latest error of the cluster called name, as Registry.Err.

@@ -25,7 +25,8 @@ type Cluster struct {
 	Default bool
 
 	// Labels are free-form attributes for the caller (region, environment,
-	// owner). Changing only the labels never rebuilds a client.
+	// owner). Changing only the labels rebuilds no client (unless the source
+	// changes the Revision with them).
 	Labels map[string]string
 
 	// Revision, when the source can supply one (a resourceVersion, a row

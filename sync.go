@@ -31,9 +31,11 @@ import (
 // backoff (WithBackoff). A source that fails to List leaves the whole last
 // good state in place.
 //
-// NewSyncer starts nothing. Run starts the periodic loop and blocks until its
-// context ends, then releases every client; it has the shape of a
-// controller-runtime Runnable. Sync, Trigger and WaitForFirstSync may be
+// NewSyncer starts nothing (the zero Syncer is not usable). Run starts the
+// periodic loop and blocks until its context ends, then releases every
+// client; it has the shape of a controller-runtime Runnable. Run also waits
+// for builds that overran their deadline, so a Builder that never returns
+// keeps Run from returning. Sync, Trigger and WaitForFirstSync may be
 // called from any goroutine.
 type Syncer[T any] struct {
 	source  ClusterSource
