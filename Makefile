@@ -43,3 +43,6 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzKubeconfigSecret$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/secret
 	$(GO) test -run='^$$' -fuzz='^FuzzArgoCDSecret$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/secret
+	$(GO) test -run='^$$' -fuzz='^FuzzParseUntrusted$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/kubeconfig
+	$(GO) test -run='^$$' -fuzz='^FuzzSanitizeName$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/kubeconfig
+	$(GO) test -run='^$$' -fuzz='^FuzzRow$$' -fuzztime=$(FUZZTIME) -parallel=1 ./source/sqlsource

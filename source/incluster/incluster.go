@@ -17,6 +17,11 @@
 // When the process does not run in a cluster, or the service account's files
 // cannot be read, List returns the cluster with Err set to a
 // *clusterregistry.FieldError, or nothing at all with Optional.
+//
+// The source reads the process's own service account, so its trust policy
+// is clusterregistry.TrustedPolicy; WithTrustPolicy can change it, though a
+// policy that refuses local files refuses the in-cluster config, whose token
+// and CA are files.
 package incluster
 
 import (
@@ -64,6 +69,7 @@ type options struct {
 	caFile    string
 	getenv    func(string) string
 	optional  bool
+	policy    clusterregistry.TrustPolicy
 }
 
 type optionFunc func(*options)
@@ -112,6 +118,15 @@ func Optional() Option {
 	return optionFunc(func(o *options) { o.optional = true })
 }
 
+// WithTrustPolicy sets the trust policy that the in-cluster config must
+// pass before its files are read. Its token file and CA file are local
+// files, so a policy without AllowLocalFiles makes the cluster's error (a
+// *clusterregistry.FieldError that wraps clusterregistry.ErrRefused).
+// Default: clusterregistry.TrustedPolicy.
+func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+	return optionFunc(func(o *options) { o.policy = p })
+}
+
 // New returns a Source. It reads nothing until List.
 func New(opts ...Option) (*Source, error) {
 	o := options{
@@ -119,6 +134,7 @@ func New(opts ...Option) (*Source, error) {
 		tokenFile: DefaultTokenFile,
 		caFile:    DefaultCAFile,
 		getenv:    os.Getenv,
+		policy:    clusterregistry.TrustedPolicy,
 	}
 	for _, opt := range opts {
 		opt.apply(&o)
@@ -160,6 +176,18 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		return []clusterregistry.Cluster{c}, nil
 	}
 
+	// The policy sees the config as it will be, files included, before any
+	// file is read.
+	shape := &rest.Config{
+		Host:            "https://" + net.JoinHostPort(host, port),
+		TLSClientConfig: rest.TLSClientConfig{CAFile: o.caFile},
+		BearerTokenFile: o.tokenFile,
+	}
+	if err := o.policy.CheckConfig(shape); err != nil {
+		c.Err = refusal(err)
+		return []clusterregistry.Cluster{c}, nil
+	}
+
 	// Check the token file now, so that a missing one is an error of the
 	// description rather than of every request.
 	if err := checkFile(o.tokenFile); err != nil {
@@ -181,6 +209,25 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 
 func fieldErr(field string, err error) error {
 	return &clusterregistry.FieldError{Location: location, Field: field, Err: err}
+}
+
+// policyFields names the settings that TrustPolicy.CheckConfig names by their
+// rest.Config fields as this source's errors name them.
+var policyFields = map[string]string{
+	"config.caFile":          "caFile",
+	"config.bearerTokenFile": "tokenFile",
+}
+
+func refusal(err error) error {
+	var fe *clusterregistry.FieldError
+	if !errors.As(err, &fe) {
+		return fieldErr("config", err)
+	}
+	field, ok := policyFields[fe.Field]
+	if !ok {
+		field = fe.Field
+	}
+	return fieldErr(field, fe.Err)
 }
 
 // checkFile checks that path is a readable regular file, without reading it.

@@ -188,3 +188,28 @@ func TestAgainstATLSServer(t *testing.T) {
 	assert.Equal(t, "v1.37.2", c.ServerVersion().GitVersion)
 	assert.Equal(t, "in-cluster", c.Name())
 }
+
+func TestTrustPolicy(t *testing.T) {
+	inCluster := getenv(map[string]string{"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"})
+	dir := t.TempDir()
+	missing := incluster.WithTokenFile(filepath.Join(dir, "missing-token"))
+	caFile := incluster.WithCAFile(filepath.Join(dir, "missing-ca"))
+
+	src, err := incluster.New(inCluster, missing, caFile, incluster.WithTrustPolicy(clusterregistry.UntrustedPolicy))
+	require.NoError(t, err)
+	clusters, err := src.List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, clusters, 1)
+	var fe *clusterregistry.FieldError
+	require.ErrorAs(t, clusters[0].Err, &fe)
+	assert.Equal(t, "in-cluster config", fe.Location)
+	assert.Equal(t, "caFile", fe.Field)
+	assert.ErrorIs(t, clusters[0].Err, clusterregistry.ErrRefused, "refused before the missing files were looked for")
+	assert.ErrorContains(t, clusters[0].Err, "so are config.bearerTokenFile")
+
+	src, err = incluster.New(inCluster, missing, caFile)
+	require.NoError(t, err)
+	clusters, err = src.List(context.Background())
+	require.NoError(t, err)
+	assert.ErrorIs(t, clusters[0].Err, os.ErrNotExist, "TrustedPolicy by default: the files are looked for")
+}

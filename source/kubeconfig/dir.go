@@ -40,7 +40,7 @@ var _ clusterregistry.Watcher = (*Dir)(nil)
 // NewDir returns a Dir that reads the directory dir. It does not touch the
 // directory until List.
 func NewDir(dir string, opts ...Option) (*Dir, error) {
-	o := defaultOptions()
+	o := defaultOptions(clusterregistry.TrustedPolicy)
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -54,8 +54,9 @@ func NewDir(dir string, opts ...Option) (*Dir, error) {
 }
 
 // List returns one cluster per context of the directory's files, sorted by
-// name. It fails when the directory cannot be read or a file has never been
-// usable since the Dir was made; the Syncer then keeps its last good state.
+// name. It fails when the directory cannot be read, a file has never been
+// usable since the Dir was made, or the directory holds more files or
+// contexts than WithMaxClusters; the Syncer then keeps its last good state.
 func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -68,6 +69,13 @@ func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	type origin struct {
 		path    string
 		cluster clusterregistry.Cluster
+	}
+	n := 0
+	for _, f := range files {
+		n += f.Contexts()
+	}
+	if n > d.p.opts.maxClusters {
+		return nil, fmt.Errorf("kubeconfig directory: %d contexts: %w", n, kcfg.TooMany(d.p.opts.maxClusters))
 	}
 	byName := map[string][]origin{}
 	for _, path := range slices.Sorted(maps.Keys(files)) {
@@ -136,6 +144,9 @@ func (d *Dir) load() (map[string]*kcfg.File, error) {
 // held.
 func (d *Dir) refreshLocked() {
 	paths, err := d.scan()
+	if err == nil && len(paths) > d.p.opts.maxClusters {
+		err = fmt.Errorf("%d files: %w", len(paths), kcfg.TooMany(d.p.opts.maxClusters))
+	}
 	if (err == nil) != (d.dirErr == nil) {
 		d.p.version++
 	}
@@ -144,7 +155,7 @@ func (d *Dir) refreshLocked() {
 		return
 	}
 	d.dirErr = nil
-	d.p.refreshLocked(paths, false, decoder)
+	d.p.refreshLocked(paths, false)
 }
 
 func (d *Dir) scan() ([]string, error) {

@@ -28,6 +28,26 @@
 // field, such as "contexts[prod].cluster". Errors never quote a credential.
 // The other contexts carry on.
 //
+// # Trust, names and limits
+//
+// New and NewDir read the operator's own files, so they trust them
+// (clusterregistry.TrustedPolicy): exec and auth-provider plugins run, and
+// files named by a context are read. Parse is for kubeconfigs that users
+// supply, and applies clusterregistry.UntrustedPolicy: a context that asks
+// for a plugin or a local file is listed with an error that names the
+// setting (such as "users[admin].exec") and wraps clusterregistry.ErrRefused,
+// before any file it names is opened; without a config, nothing can run.
+// WithTrustPolicy changes either default.
+//
+// A cluster name must pass clusterregistry.ValidateName; the Syncer ignores
+// other names. A context whose name does not (EKS names contexts
+// "arn:aws:eks:REGION:ACCOUNT:cluster/NAME") is listed with an error at its
+// context; WithRename(SanitizeName) maps such names to valid ones, or pass
+// a function of your own.
+//
+// A file bigger than WithMaxSize (1 MiB) is not read, and counts as an
+// unreadable file; more contexts than WithMaxClusters (10,000) fail List.
+//
 // # Edits
 //
 // Each file is checked every poll interval (WithPollInterval, default

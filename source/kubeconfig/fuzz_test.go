@@ -1,17 +1,18 @@
 package kubeconfig_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
-// FuzzParse checks that no input makes Parse panic, and that no error quotes
-// a credential of the input.
-func FuzzParse(f *testing.F) {
-	seeds := []string{
+// parseSeeds are kubeconfigs for the fuzz targets of Parse.
+func parseSeeds() []string {
+	return []string{
 		"",
 		kubeconfigYAML("a", ctxSpec{"a", "https://a.example"}, ctxSpec{"b", "https://b.example"}),
 		kubeconfigYAML("a", ctxSpec{"a", `""`}),
@@ -45,8 +46,67 @@ users:
 `,
 		"? {token: tok-s3cr3tvalue}\n: c\n",
 		"users:\n- name: u\n  user: {token: !!int tok-s3cr3tvalue}\n",
+		`
+current-context: x
+clusters: [{name: c, cluster: {server: "https://c.example", certificate-authority: /etc/ssl/ca.pem, insecure-skip-tls-verify: true}}]
+contexts: [{name: x, context: {cluster: c, user: u}}, {name: y, context: {cluster: c, user: p}}, {name: "arn:aws:eks:r:1:cluster/z", context: {cluster: d, user: t}}]
+clusters: [{name: d, cluster: {server: "https://d.example", proxy-url: "http://proxy:3128"}}]
+users:
+- {name: u, user: {client-key: /etc/service/key.pem, client-certificate-data: Y2VydA==}}
+- {name: p, user: {auth-provider: {name: oidc, config: {id-token: tok-s3cr3tvalue}}}}
+- {name: t, user: {tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}}
+`,
+		`
+current-context: x
+clusters: [{name: c, cluster: {server: "https://c.example"}}]
+contexts: [{name: x, context: {cluster: c, user: e}}]
+users:
+- name: e
+  user: {exec: {command: /bin/sh, args: [-c, "touch /tmp/pwned"], apiVersion: client.authentication.k8s.io/v1, env: [{name: K, value: env-s3cr3tvalue}]}}
+`,
 	}
-	for _, s := range seeds {
+}
+
+// FuzzParse checks that no input makes Parse panic, and that no error quotes
+// a credential of the input. It trusts the input, so that the paths that
+// read files are fuzzed too.
+func FuzzParse(f *testing.F) {
+	for _, s := range parseSeeds() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		clusters, err := kubeconfig.Parse(data, "fuzz", kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
+		if err != nil {
+			if clusters != nil {
+				t.Fatalf("clusters %v beside error %v", clusters, err)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Fatalf("document error quotes a credential: %v", err)
+			}
+			return
+		}
+		secrets, public := leakcheck.Kubeconfig(data)
+		for _, c := range clusters {
+			if c.Err == nil {
+				if c.Config == nil {
+					t.Fatalf("cluster %q has neither Config nor Err", c.Name)
+				}
+				continue
+			}
+			if s := leakcheck.Quoted(c.Err.Error(), public, secrets...); s != "" {
+				t.Fatalf("cluster %q: error quotes the credential %q: %v", c.Name, s, c.Err)
+			}
+		}
+	})
+}
+
+// FuzzParseUntrusted checks Parse as it treats user-supplied kubeconfigs,
+// with its default UntrustedPolicy: no input makes it panic; every context
+// is either usable with nothing the policy refuses in its config, or has an
+// error; a refusal is a *FieldError at the location that names a field; and
+// no error quotes a credential.
+func FuzzParseUntrusted(f *testing.F) {
+	for _, s := range parseSeeds() {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -66,7 +126,20 @@ users:
 				if c.Config == nil {
 					t.Fatalf("cluster %q has neither Config nor Err", c.Name)
 				}
+				if err := clusterregistry.UntrustedPolicy.CheckConfig(c.Config); err != nil {
+					t.Fatalf("cluster %q: a refused setting reached the config: %v", c.Name, err)
+				}
+				if err := clusterregistry.ValidateName(c.Name); err != nil {
+					t.Fatalf("cluster %q: usable with an invalid name: %v", c.Name, err)
+				}
 				continue
+			}
+			if c.Config != nil {
+				t.Fatalf("cluster %q has both Config and Err %v", c.Name, c.Err)
+			}
+			var fe *clusterregistry.FieldError
+			if !errors.As(c.Err, &fe) || fe.Location != "fuzz" || fe.Field == "" {
+				t.Fatalf("cluster %q: error %v is not a FieldError at the location naming a field", c.Name, c.Err)
 			}
 			if s := leakcheck.Quoted(c.Err.Error(), public, secrets...); s != "" {
 				t.Fatalf("cluster %q: error quotes the credential %q: %v", c.Name, s, c.Err)

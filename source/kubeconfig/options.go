@@ -4,18 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/utils/clock"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
 // Defaults of the options.
 const (
 	DefaultPollInterval = 500 * time.Millisecond
 	DefaultSettle       = 250 * time.Millisecond
+	// DefaultMaxSize bounds the size of one kubeconfig file, or of the data
+	// given to Parse: 1 MiB.
+	DefaultMaxSize = kcfg.DefaultMaxSize
+	// DefaultMaxClusters bounds the contexts that one Source, Dir or Parse
+	// lists.
+	DefaultMaxClusters = kcfg.DefaultMaxClusters
 )
 
-// An Option configures a Source or a Dir.
+// An Option configures a Source, a Dir, or Parse. Parse applies
+// WithTrustPolicy, WithRename, WithMaxSize, WithMaxClusters and WithDefault,
+// and ignores the others.
 type Option interface {
 	apply(*options)
 }
@@ -28,15 +40,37 @@ type options struct {
 	settle       time.Duration
 	clock        clock.WithTicker
 	defaultName  *string
+	policy       clusterregistry.TrustPolicy
+	rename       func(string) string
+	maxSize      int64
+	maxClusters  int
 }
 
-func defaultOptions() options {
+// defaultOptions returns the defaults, with policy as the trust policy:
+// TrustedPolicy for the operator's own files, UntrustedPolicy for Parse.
+func defaultOptions(policy clusterregistry.TrustPolicy) options {
 	return options{
 		getenv:       os.Getenv,
 		osEnv:        true,
 		pollInterval: DefaultPollInterval,
 		settle:       DefaultSettle,
 		clock:        clock.RealClock{},
+		policy:       policy,
+		maxSize:      DefaultMaxSize,
+		maxClusters:  DefaultMaxClusters,
+	}
+}
+
+// kcfgOptions returns the options of decoding the kubeconfig at location,
+// whose relative paths resolve against dir.
+func (o *options) kcfgOptions(location, dir string) kcfg.Options {
+	return kcfg.Options{Location: location, Dir: dir, Policy: o.policy, MaxSize: o.maxSize, Rename: o.rename}
+}
+
+// decoder returns the decoder of the file at path.
+func (o *options) decoder(path string) func([]byte) (*kcfg.File, error) {
+	return func(data []byte) (*kcfg.File, error) {
+		return kcfg.Decode(data, o.kcfgOptions(path, filepath.Dir(path)))
 	}
 }
 
@@ -53,6 +87,9 @@ func (o *options) validate() error {
 	}
 	if o.getenv == nil {
 		errs = append(errs, errors.New("getenv must not be nil"))
+	}
+	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -96,4 +133,52 @@ func WithClock(c clock.WithTicker) Option {
 // current-context; an empty name marks none.
 func WithDefault(name string) Option {
 	return optionFunc(func(o *options) { o.defaultName = &name })
+}
+
+// WithTrustPolicy sets which settings the kubeconfigs may use: exec and
+// auth-provider plugins, files on this host (certificate-authority,
+// client-certificate, client-key, tokenFile), insecure-skip-tls-verify and
+// proxy-url. A context that uses a refused setting is listed with an error
+// that names the setting and wraps clusterregistry.ErrRefused; nothing it
+// names is read or run. Default: clusterregistry.TrustedPolicy for New and
+// NewDir, which read the operator's own files, and
+// clusterregistry.UntrustedPolicy for Parse, whose bytes often come from
+// users.
+func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+	return optionFunc(func(o *options) { o.policy = p })
+}
+
+// WithRename sets the cluster name of each context; nil names clusters after
+// their contexts, the default. A name must pass clusterregistry.ValidateName:
+// a context whose name does not (EKS's "arn:aws:eks:...:cluster/prod", say)
+// is listed with an error, and the Syncer ignores it. SanitizeName is a
+// ready renaming; two contexts renamed to one name are an error for that
+// name. WithDefault names a cluster by its new name.
+func WithRename(rename func(context string) string) Option {
+	return optionFunc(func(o *options) { o.rename = rename })
+}
+
+// SanitizeName is a renaming for WithRename that makes any context name
+// valid: every character other than an ASCII letter, a digit or . _ : @ -
+// becomes '-', leading and trailing characters other than letters and
+// digits are dropped, and the result is cut to
+// clusterregistry.MaxNameLength. A valid name stays as it is, so
+// "arn:aws:eks:us-east-1:123:cluster/prod" becomes
+// "arn:aws:eks:us-east-1:123:cluster-prod". A name with no letter or digit
+// becomes "", which is listed with an error.
+func SanitizeName(context string) string { return kcfg.SanitizeName(context) }
+
+// WithMaxSize bounds the size of one kubeconfig file (or of Parse's data),
+// in bytes. A bigger file is not read: it counts as unreadable, which fails
+// List or keeps the file's last good content (see the package
+// documentation); Parse returns an error. Default: DefaultMaxSize, 1 MiB.
+func WithMaxSize(bytes int64) Option {
+	return optionFunc(func(o *options) { o.maxSize = bytes })
+}
+
+// WithMaxClusters bounds the number of contexts a listing may hold (for a
+// Dir, also the number of files). Past it, List and Parse fail, before any
+// context is resolved. Default: DefaultMaxClusters, 10,000.
+func WithMaxClusters(n int) Option {
+	return optionFunc(func(o *options) { o.maxClusters = n })
 }

@@ -296,7 +296,7 @@ users:
       args: [--cluster, c]
       provideClusterInfo: true
 `
-	clusters, err := kubeconfig.Parse([]byte(give), loc)
+	clusters, err := kubeconfig.Parse([]byte(give), loc, kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
 	require.NoError(t, err)
 	require.Len(t, clusters, 2)
 
@@ -332,7 +332,7 @@ users:
 - {name: u, user: {tokenFile: token}}
 - {name: v, user: {tokenFile: missing}}
 `
-	clusters, err := kubeconfig.Parse([]byte(give), loc)
+	clusters, err := kubeconfig.Parse([]byte(give), loc, kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
 	require.NoError(t, err)
 	assert.Equal(t, []got{
 		{Name: "x", Host: "https://c.example"},

@@ -33,7 +33,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source. It reads the environment for KUBECONFIG and the home
 // directory, and does not touch the files until List.
 func New(opts ...Option) (*Source, error) {
-	o := defaultOptions()
+	o := defaultOptions(clusterregistry.TrustedPolicy)
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -74,8 +74,10 @@ func absPath(p string) string {
 func (s *Source) Paths() []string { return slices.Clone(s.paths) }
 
 // List returns one cluster per context of the merged files, sorted by name.
-// It fails only when a file has never been usable since the Source was made
-// (it does not parse, or cannot be read, or is the missing WithPath file).
+// It fails when a file has never been usable since the Source was made (it
+// does not parse, cannot be read, is bigger than WithMaxSize, or is the
+// missing WithPath file), and when the files hold more contexts than
+// WithMaxClusters.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -84,9 +86,13 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	set := kcfg.Merge(files...)
+	if n := len(set.Contexts()); n > s.p.opts.maxClusters {
+		return nil, fmt.Errorf("kubeconfig: %d contexts: %w", n, kcfg.TooMany(s.p.opts.maxClusters))
+	}
 	// Resolving reads certificate files: no lock is needed, the Files are
 	// immutable.
-	clusters := kcfg.Merge(files...).Clusters()
+	clusters := set.Clusters()
 	applyDefault(clusters, s.p.opts.defaultName)
 	return clusters, nil
 }
@@ -96,14 +102,14 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 // until ctx is done and returns nil.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
 	return s.p.watch(ctx, changed, func() {
-		s.p.refreshLocked(s.paths, s.required, decoder)
+		s.p.refreshLocked(s.paths, s.required)
 	})
 }
 
 func (s *Source) load() ([]*kcfg.File, error) {
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
-	s.p.refreshLocked(s.paths, s.required, decoder)
+	s.p.refreshLocked(s.paths, s.required)
 	var files []*kcfg.File
 	var errs []error
 	for _, path := range s.paths {
@@ -121,13 +127,6 @@ func (s *Source) load() ([]*kcfg.File, error) {
 	return files, nil
 }
 
-// decoder returns the decoder of the file at path.
-func decoder(path string) func([]byte) (*kcfg.File, error) {
-	return func(data []byte) (*kcfg.File, error) {
-		return kcfg.Decode(data, kcfg.Options{Location: path, Dir: filepath.Dir(path)})
-	}
-}
-
 func applyDefault(clusters []clusterregistry.Cluster, name *string) {
 	if name == nil {
 		return
@@ -141,12 +140,33 @@ func applyDefault(clusters []clusterregistry.Cluster, name *string) {
 // name, the current-context marked Default, as a Source would list it.
 // Relative paths are resolved against the working directory; location names
 // the kubeconfig in errors. Unusable contexts have Err set. The error is a
-// *clusterregistry.FieldError for a document that cannot be decoded; blank
-// data is a kubeconfig with no contexts.
-func Parse(data []byte, location string) ([]clusterregistry.Cluster, error) {
-	f, err := kcfg.Decode(data, kcfg.Options{Location: location})
+// *clusterregistry.FieldError for a document that cannot be decoded, is
+// bigger than WithMaxSize or holds more contexts than WithMaxClusters, and a
+// plain error for invalid options; blank data is a kubeconfig with no
+// contexts.
+//
+// Parse is meant for kubeconfigs that come from users (an upload form, an
+// API): unless WithTrustPolicy says otherwise, it applies
+// clusterregistry.UntrustedPolicy, so a context with an exec or
+// auth-provider plugin, or one that refers to a file on this host, is
+// listed with an error that wraps clusterregistry.ErrRefused.
+func Parse(data []byte, location string, opts ...Option) ([]clusterregistry.Cluster, error) {
+	o := defaultOptions(clusterregistry.UntrustedPolicy)
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	f, err := kcfg.Decode(data, o.kcfgOptions(location, ""))
 	if err != nil {
 		return nil, err
 	}
-	return kcfg.Merge(f).Clusters(), nil
+	if n := f.Contexts(); n > o.maxClusters {
+		return nil, &clusterregistry.FieldError{Location: location, Field: "contexts",
+			Err: fmt.Errorf("%d contexts: %w", n, kcfg.TooMany(o.maxClusters))}
+	}
+	clusters := kcfg.Merge(f).Clusters()
+	applyDefault(clusters, o.defaultName)
+	return clusters, nil
 }

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/secret"
 )
 
@@ -62,4 +63,46 @@ users: [{name: u, user: {token: do-not-print}}]
 	}
 	fmt.Println(clusters[0].Name, clusters[0].Config.Host)
 	// Output: stage https://stage.example
+}
+
+func ExampleWithTrustPolicy() {
+	// Argo CD's EKS clusters authenticate with an exec plugin. Secrets are
+	// untrusted by default, so such a cluster is refused:
+	hub := fake.NewClientset(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "argocd", Name: "cluster-eks",
+			Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"},
+		},
+		Data: map[string][]byte{
+			"name":   []byte("eks"),
+			"server": []byte("https://eks.example"),
+			"config": []byte(`{"execProviderConfig": {"command": "argocd-k8s-auth", "args": ["aws", "--cluster-name", "prod"], "apiVersion": "client.authentication.k8s.io/v1beta1"}}`),
+		},
+	})
+	src, err := secret.New(hub, secret.WithFormat(secret.ArgoCD))
+	if err != nil {
+		log.Fatal(err)
+	}
+	clusters, err := src.List(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(clusters[0].Err)
+
+	// Where only administrators can write the namespace, allow exec plugins
+	// and nothing else that UntrustedPolicy refuses:
+	policy := clusterregistry.UntrustedPolicy
+	policy.AllowExec = true
+	src, err = secret.New(hub, secret.WithFormat(secret.ArgoCD), secret.WithNamespace("argocd"), secret.WithTrustPolicy(policy))
+	if err != nil {
+		log.Fatal(err)
+	}
+	clusters, err = src.List(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(clusters[0].Name, clusters[0].Config.ExecProvider.Command)
+	// Output:
+	// argocd/cluster-eks: field data[config].execProviderConfig: refused by the source's trust policy
+	// eks argocd-k8s-auth
 }

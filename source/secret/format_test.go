@@ -165,8 +165,7 @@ users: [{name: u, user: {tokenFile: /var/run/secrets/kubernetes.io/serviceaccoun
 			want: got{Name: "prod", Err: loc + "|data[kubeconfig].users[u].tokenFile"},
 		},
 		{
-			name: "exec refused when not allowed",
-			opts: []secret.Option{secret.WithExec(false)},
+			name: "exec refused by default",
 			give: map[string]string{"kubeconfig": `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example"}}]
@@ -176,7 +175,8 @@ users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.
 			want: got{Name: "prod", Err: loc + "|data[kubeconfig].users[u].exec"},
 		},
 		{
-			name: "exec allowed by default",
+			name: "exec allowed by the trust policy",
+			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
 			give: map[string]string{"kubeconfig": `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example"}}]
@@ -237,6 +237,7 @@ func TestArgoCDFormat(t *testing.T) {
 		},
 		{
 			name: "exec provider",
+			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
 			give: map[string]string{"name": "eks", "server": "https://eks.example", "config": `{
 				"execProviderConfig": {"command": "aws", "args": ["eks", "get-token"], "env": {"B": "2", "A": "1"},
 				"apiVersion": "client.authentication.k8s.io/v1beta1", "installHint": "install aws"},
@@ -314,17 +315,18 @@ func TestArgoCDFormat(t *testing.T) {
 		},
 		{
 			name: "exec without apiVersion",
+			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
 			give: map[string]string{"name": "prod", "server": "https://x", "config": `{"execProviderConfig": {"command": "aws"}}`},
 			want: got{Name: "prod", Err: loc + "|data[config].execProviderConfig.apiVersion"},
 		},
 		{
 			name: "exec without command",
+			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
 			give: map[string]string{"name": "prod", "server": "https://x", "config": `{"execProviderConfig": {"apiVersion": "client.authentication.k8s.io/v1"}}`},
 			want: got{Name: "prod", Err: loc + "|data[config].execProviderConfig.command"},
 		},
 		{
-			name: "exec refused when not allowed",
-			opts: []secret.Option{secret.WithExec(false)},
+			name: "exec refused by default",
 			give: map[string]string{"name": "prod", "server": "https://x", "config": `{"execProviderConfig": {"command": "aws", "apiVersion": "client.authentication.k8s.io/v1"}}`},
 			want: got{Name: "prod", Err: loc + "|data[config].execProviderConfig"},
 		},

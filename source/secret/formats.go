@@ -3,10 +3,12 @@ package secret
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -22,7 +24,8 @@ var (
 )
 
 // kubeconfigCluster reads a Secret of the Kubeconfig format.
-func kubeconfigCluster(sec *corev1.Secret, key string, files, exec bool) clusterregistry.Cluster {
+func kubeconfigCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
+	key := o.key
 	c := clusterregistry.Cluster{Name: sec.Name}
 	field := "data[" + key + "]"
 	if len(sec.Data) == 0 {
@@ -38,7 +41,7 @@ func kubeconfigCluster(sec *corev1.Secret, key string, files, exec bool) cluster
 		c.Err = fieldErr(sec, field, errEmpty)
 		return c
 	}
-	f, err := kcfg.Decode(data, kcfg.Options{Location: location(sec), Field: field, NoFiles: !files, NoExec: !exec})
+	f, err := kcfg.Decode(data, kcfg.Options{Location: location(sec), Field: field, Policy: o.policy, MaxSize: o.maxSize})
 	if err != nil {
 		c.Err = err
 		return c
@@ -79,7 +82,7 @@ type argoExec struct {
 
 // argoCluster reads a Secret of Argo CD's format. A Secret with no usable
 // name is listed under the Secret's own name.
-func argoCluster(sec *corev1.Secret, exec bool) clusterregistry.Cluster {
+func argoCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 	c := clusterregistry.Cluster{Name: string(sec.Data["name"])}
 	if c.Name == "" {
 		c.Name = sec.Name
@@ -92,12 +95,16 @@ func argoCluster(sec *corev1.Secret, exec bool) clusterregistry.Cluster {
 		c.Err = fieldErr(sec, "data[name]", errEmpty)
 		return c
 	}
-	cfg, err := argoRESTConfig(sec, exec)
+	if n := len(sec.Data["name"]) + len(sec.Data["server"]) + len(sec.Data["config"]); int64(n) > o.maxSize {
+		c.Err = fieldErr(sec, "data", fmt.Errorf("name, server and config: %d bytes: %w", n, kcfg.TooBig(o.maxSize)))
+		return c
+	}
+	cfg, err := argoRESTConfig(sec, o.policy)
 	c.Config, c.Err = cfg, err
 	return c
 }
 
-func argoRESTConfig(sec *corev1.Secret, exec bool) (*rest.Config, error) {
+func argoRESTConfig(sec *corev1.Secret, policy clusterregistry.TrustPolicy) (*rest.Config, error) {
 	server := string(sec.Data["server"])
 	if server == "" {
 		return nil, fieldErr(sec, "data[server]", errEmpty)
@@ -144,10 +151,14 @@ func argoRESTConfig(sec *corev1.Secret, exec bool) (*rest.Config, error) {
 		}
 		cfg.Proxy = http.ProxyURL(u)
 	}
+	if ac.ExecProviderConfig != nil {
+		cfg.ExecProvider = &clientcmdapi.ExecConfig{} // filled in once the policy accepts it
+	}
+	if err := policy.CheckConfig(cfg); err != nil {
+		return nil, argoRefusal(sec, err)
+	}
 	if e := ac.ExecProviderConfig; e != nil {
 		switch {
-		case !exec:
-			return nil, fieldErr(sec, field("execProviderConfig"), errors.New("exec plugins are not allowed here"))
 		case e.Command == "":
 			return nil, fieldErr(sec, field("execProviderConfig.command"), errEmpty)
 		case e.APIVersion == "":
@@ -173,4 +184,26 @@ func argoRESTConfig(sec *corev1.Secret, exec bool) (*rest.Config, error) {
 			errors.New("not supported: it needs Argo CD's argocd-k8s-auth; use execProviderConfig"))
 	}
 	return cfg, nil
+}
+
+// argoFields names the Argo CD settings that TrustPolicy.CheckConfig names by
+// their rest.Config fields.
+var argoFields = map[string]string{
+	"config.execProvider": "execProviderConfig",
+	"config.insecure":     "tlsClientConfig.insecure",
+	"config.proxy":        "proxyUrl",
+}
+
+// argoRefusal turns the policy's error into one that names the Secret and
+// the setting of its config key.
+func argoRefusal(sec *corev1.Secret, err error) error {
+	var fe *clusterregistry.FieldError
+	if !errors.As(err, &fe) {
+		return fieldErr(sec, "data[config]", err)
+	}
+	field, ok := argoFields[fe.Field]
+	if !ok {
+		field = strings.TrimPrefix(fe.Field, "config.")
+	}
+	return fieldErr(sec, "data[config]."+field, fe.Err)
 }

@@ -12,15 +12,25 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/secret"
 )
 
-// checkCluster fails t if c is neither usable nor an error, or if its error
-// quotes one of secrets (unless the value is also among the public strings
-// that an error may name).
+// checkCluster fails t if c is neither usable nor an error, if it is usable
+// with a setting that the Source's default UntrustedPolicy refuses or with
+// an invalid name, or if its error quotes one of secrets (unless the value
+// is also among the public strings that an error may name).
 func checkCluster(t *testing.T, c clusterregistry.Cluster, public string, secrets ...string) {
 	if c.Err == nil {
 		if c.Config == nil {
 			t.Fatalf("cluster %q has neither Config nor Err", c.Name)
 		}
+		if err := clusterregistry.UntrustedPolicy.CheckConfig(c.Config); err != nil {
+			t.Fatalf("cluster %q: a refused setting reached the config: %v", c.Name, err)
+		}
+		if err := clusterregistry.ValidateName(c.Name); err != nil {
+			t.Fatalf("cluster %q: usable with an invalid name: %v", c.Name, err)
+		}
 		return
+	}
+	if c.Config != nil {
+		t.Fatalf("cluster %q has both Config and Err %v", c.Name, c.Err)
 	}
 	if s := leakcheck.Quoted(c.Err.Error(), public, secrets...); s != "" {
 		t.Fatalf("cluster %q: error quotes the credential %q: %v", c.Name, s, c.Err)
@@ -41,6 +51,18 @@ contexts: [{name: x, context: {cluster: c, user: u}}, {name: x, context: {cluste
 users: [{name: u, user: {token: tok-s3cr3tvalue, tokenFile: /etc/passwd}}, {name: u, user: {password: pw-s3cr3tvalue}}]
 `))
 	f.Add([]byte(""))
+	f.Add([]byte(`
+current-context: x
+clusters: [{name: c, cluster: {server: "https://c.example", certificate-authority: /etc/ssl/ca.pem}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+users: [{name: u, user: {exec: {command: /bin/sh, args: [-c, "touch /tmp/pwned"], apiVersion: client.authentication.k8s.io/v1, env: [{name: K, value: env-s3cr3tvalue}]}, client-key: /etc/service/key.pem}}]
+`))
+	f.Add([]byte(`
+current-context: x
+clusters: [{name: c, cluster: {server: "https://c.example", insecure-skip-tls-verify: true, proxy-url: "http://p:3128"}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+users: [{name: u, user: {auth-provider: {name: gcp, config: {cmd-path: /bin/sh, access-token: tok-s3cr3tvalue}}}}]
+`))
 	s, err := secret.New(fake.NewClientset())
 	if err != nil {
 		f.Fatal(err)
@@ -64,6 +86,7 @@ func FuzzArgoCDSecret(f *testing.F) {
 	f.Add("x", "https://u:pw-s3cr3tvalue%zz@x", []byte(`{"bearerToken": tok-s3cr3tvalue}`))
 	f.Add("", "", []byte(`{"tlsClientConfig": {"keyData": "k3y-s3cr3tvalue!"}, "proxyUrl": "ftp://u:pw-s3cr3tvalue@p", "awsAuthConfig": {}}`))
 	f.Add("x", "https://x", []byte(`null`))
+	f.Add("arn:aws:eks:r:1:cluster/x", "https://x", []byte(`{"execProviderConfig": {"command": "/bin/sh", "args": ["-c", "touch /tmp/pwned"], "apiVersion": "client.authentication.k8s.io/v1"}, "tlsClientConfig": {"insecure": true}}`))
 	s, err := secret.New(fake.NewClientset(), secret.WithFormat(secret.ArgoCD))
 	if err != nil {
 		f.Fatal(err)

@@ -33,10 +33,21 @@
 // the same cluster name are an error for that name only.
 //
 // Whoever can write the selected Secrets chooses what the service connects
-// to, so select a namespace that only administrators can write. A
-// kubeconfig or config from a Secret may not refer to the service's own
-// files (WithFiles); it may run exec credential plugins, as Argo CD and
-// multicluster-runtime allow, unless WithExec(false).
+// to, so select a namespace that only administrators can write. The Secrets
+// are untrusted by default (clusterregistry.UntrustedPolicy): a kubeconfig
+// or config that asks for an exec or auth-provider plugin (Argo CD's
+// execProviderConfig included), or that refers to a file on the service's
+// host, is listed with an error that names the setting and wraps
+// clusterregistry.ErrRefused, and nothing it names is read or run.
+// WithTrustPolicy allows more, such as exec plugins for EKS or GKE clusters
+// when only administrators can write the Secrets.
+//
+// Limits: a Secret's kubeconfig (or, for Argo CD, its name, server and
+// config together) may hold at most WithMaxSize bytes, else its cluster is
+// listed with an error; List fails when more than WithMaxClusters Secrets are
+// selected. A cluster name must pass clusterregistry.ValidateName, after
+// WithRename if set; otherwise its cluster is listed with an error naming
+// the Secret, and the Syncer ignores it.
 package secret
 
 import (
@@ -57,6 +68,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
 // A Format says how a Secret describes a cluster.
@@ -89,7 +101,15 @@ const (
 	DefaultKubeconfigSelector = "sigs.k8s.io/multicluster-runtime-kubeconfig=true"
 	// DefaultArgoCDSelector selects Argo CD's cluster Secrets.
 	DefaultArgoCDSelector = "argocd.argoproj.io/secret-type=cluster"
+	// DefaultMaxSize bounds one Secret's cluster description: 1 MiB.
+	DefaultMaxSize = kcfg.DefaultMaxSize
+	// DefaultMaxClusters bounds the Secrets one List may select.
+	DefaultMaxClusters = kcfg.DefaultMaxClusters
 )
+
+// listChunk is how many Secrets one request to the API server asks for, so
+// that a List past the limit stops early.
+const listChunk = 500
 
 // An Option configures a Source.
 type Option interface {
@@ -102,8 +122,10 @@ type options struct {
 	format      Format
 	key         string
 	defaultName string
-	files       bool
-	exec        bool
+	policy      clusterregistry.TrustPolicy
+	rename      func(string) string
+	maxSize     int64
+	maxClusters int
 }
 
 type optionFunc func(*options)
@@ -138,17 +160,39 @@ func WithDefault(name string) Option {
 	return optionFunc(func(o *options) { o.defaultName = name })
 }
 
-// WithFiles sets whether a kubeconfig from a Secret may refer to local files
-// (certificate-authority, client-certificate, client-key, tokenFile), which
-// are then read from the service's file system. Default: false.
-func WithFiles(allow bool) Option {
-	return optionFunc(func(o *options) { o.files = allow })
+// WithTrustPolicy sets which settings a Secret may use: exec and
+// auth-provider plugins (in the Kubeconfig format) or execProviderConfig (in
+// Argo CD's), references to files on the service's host, insecure TLS and
+// proxies. A Secret that uses a refused setting is listed with an error that
+// names the setting and wraps clusterregistry.ErrRefused; nothing it names is
+// read or run. Default: clusterregistry.UntrustedPolicy, which refuses
+// plugins and local files.
+func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+	return optionFunc(func(o *options) { o.policy = p })
 }
 
-// WithExec sets whether a Secret may use an exec credential plugin, which
-// runs a command on the service's host. Default: true.
-func WithExec(allow bool) Option {
-	return optionFunc(func(o *options) { o.exec = allow })
+// WithRename sets a function that maps the name a Secret gives (its own
+// name, or Argo CD's name key) to the cluster's name, such as
+// kubeconfig.SanitizeName for Argo CD names with spaces or slashes. The
+// result must pass clusterregistry.ValidateName. WithDefault names the
+// cluster by its new name. Default: none.
+func WithRename(rename func(name string) string) Option {
+	return optionFunc(func(o *options) { o.rename = rename })
+}
+
+// WithMaxSize bounds one Secret's description in bytes: the kubeconfig
+// under the key, or Argo CD's name, server and config together. A bigger
+// one is listed with an error and not decoded. Default: DefaultMaxSize.
+func WithMaxSize(bytes int64) Option {
+	return optionFunc(func(o *options) { o.maxSize = bytes })
+}
+
+// WithMaxClusters bounds the Secrets one List may select; past it List
+// fails, and the Syncer keeps its last good state. Without a running Watch,
+// List stops reading from the API server as soon as it is past the limit.
+// Default: DefaultMaxClusters.
+func WithMaxClusters(n int) Option {
+	return optionFunc(func(o *options) { o.maxClusters = n })
 }
 
 // A Source lists the clusters of the selected Secrets. All methods are safe
@@ -167,7 +211,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source that reads Secrets through client. It validates the
 // options and starts nothing.
 func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
-	o := options{key: DefaultKey, exec: true}
+	o := options{key: DefaultKey, policy: clusterregistry.UntrustedPolicy, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -192,33 +236,58 @@ func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
 	if o.key == "" {
 		return nil, errors.New("secret: key must not be empty")
 	}
+	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
 	return &Source{client: client, opts: o, selector: selector, stores: map[cache.Store]struct{}{}}, nil
 }
 
 // List returns one cluster per selected Secret, sorted by name. It reads the
-// cache of a running Watch, or else lists the Secrets from the API server; it
-// fails only when that List fails.
+// cache of a running Watch, or else lists the Secrets from the API server, in
+// chunks. It fails when that List fails, and when more Secrets than
+// WithMaxClusters are selected.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var secrets []*corev1.Secret
+	add := func(sec *corev1.Secret) error {
+		// A fake or an old server may not filter by labels.
+		if !s.selector.Matches(labels.Set(sec.Labels)) {
+			return nil
+		}
+		if len(secrets) == s.opts.maxClusters {
+			return fmt.Errorf("secret: %w", kcfg.TooMany(s.opts.maxClusters))
+		}
+		secrets = append(secrets, sec)
+		return nil
+	}
 	if store := s.store(); store != nil {
 		for _, obj := range store.List() {
 			if sec, ok := obj.(*corev1.Secret); ok {
-				secrets = append(secrets, sec)
+				if err := add(sec); err != nil {
+					return nil, err
+				}
 			}
 		}
-	} else {
-		list, err := s.client.CoreV1().Secrets(s.opts.namespace).List(ctx, metav1.ListOptions{LabelSelector: s.selector.String()})
+		return s.clusters(secrets), nil
+	}
+	opts := metav1.ListOptions{LabelSelector: s.selector.String(), Limit: listChunk}
+	for {
+		list, err := s.client.CoreV1().Secrets(s.opts.namespace).List(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("list secrets: %w", err)
 		}
 		for i := range list.Items {
-			secrets = append(secrets, &list.Items[i])
+			if err := add(&list.Items[i]); err != nil {
+				return nil, err
+			}
 		}
+		if list.Continue == "" {
+			return s.clusters(secrets), nil
+		}
+		opts.Continue = list.Continue
 	}
-	return s.clusters(secrets), nil
 }
 
 func (s *Source) store() cache.Store {
@@ -313,10 +382,6 @@ func (s *Source) clusters(secrets []*corev1.Secret) []clusterregistry.Cluster {
 	}
 	byName := map[string][]origin{}
 	for _, sec := range secrets {
-		// A fake or an old server may not filter a watch by labels.
-		if !s.selector.Matches(labels.Set(sec.Labels)) {
-			continue
-		}
 		c := s.cluster(sec)
 		byName[c.Name] = append(byName[c.Name], origin{location(sec), c})
 	}
@@ -352,10 +417,20 @@ func (s *Source) clusters(secrets []*corev1.Secret) []clusterregistry.Cluster {
 // cluster turns one Secret into a cluster.
 func (s *Source) cluster(sec *corev1.Secret) clusterregistry.Cluster {
 	var c clusterregistry.Cluster
+	nameField := "metadata.name"
 	if s.opts.format == ArgoCD {
-		c = argoCluster(sec, s.opts.exec)
+		c = argoCluster(sec, &s.opts)
+		if len(sec.Data["name"]) > 0 {
+			nameField = "data[name]"
+		}
 	} else {
-		c = kubeconfigCluster(sec, s.opts.key, s.opts.files, s.opts.exec)
+		c = kubeconfigCluster(sec, &s.opts)
+	}
+	if s.opts.rename != nil {
+		c.Name = s.opts.rename(c.Name)
+	}
+	if err := clusterregistry.ValidateName(c.Name); err != nil {
+		c.Config, c.Err = nil, fieldErr(sec, nameField, kcfg.NameErr(c.Name, err))
 	}
 	c.Default = s.opts.defaultName != "" && c.Name == s.opts.defaultName
 	c.Labels = sec.Labels

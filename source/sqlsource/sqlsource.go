@@ -35,9 +35,18 @@
 // Syncer's interval (clusterregistry.WithInterval) says how soon a changed
 // row takes effect.
 //
-// A kubeconfig from a database may not refer to the service's own files
-// (WithFiles) and may run exec credential plugins (WithExec), as from a
-// Secret. WithTransform decodes kubeconfigs that the table keeps encrypted.
+// Rows are untrusted by default (clusterregistry.UntrustedPolicy; see
+// WithTrustPolicy): a kubeconfig that asks for an exec or auth-provider
+// plugin, or refers to a file on the service's host, is listed with an error
+// that names the setting and wraps clusterregistry.ErrRefused, and nothing it
+// names is read or run. WithTransform decodes kubeconfigs that the table
+// keeps encrypted.
+//
+// Limits: a kubeconfig (before and after WithTransform) or labels value of
+// more than WithMaxSize bytes makes its row's error; more than
+// WithMaxClusters listed rows fail List, which stops reading rows there. A
+// name (after WithRename, if set) must pass clusterregistry.ValidateName, or
+// the row is listed with an error and the Syncer ignores it.
 package sqlsource
 
 import (
@@ -56,8 +65,15 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
-// DefaultQuery is the query of a Source made without WithQuery.
-const DefaultQuery = "SELECT name, kubeconfig, is_default, enabled FROM clusters"
+// Defaults of the options.
+const (
+	// DefaultQuery is the query of a Source made without WithQuery.
+	DefaultQuery = "SELECT name, kubeconfig, is_default, enabled FROM clusters"
+	// DefaultMaxSize bounds a row's kubeconfig and labels: 1 MiB.
+	DefaultMaxSize = kcfg.DefaultMaxSize
+	// DefaultMaxClusters bounds the rows one List may list.
+	DefaultMaxClusters = kcfg.DefaultMaxClusters
+)
 
 // An Option configures a Source.
 type Option interface {
@@ -65,11 +81,13 @@ type Option interface {
 }
 
 type options struct {
-	query     string
-	args      []any
-	files     bool
-	exec      bool
-	transform func([]byte) ([]byte, error)
+	query       string
+	args        []any
+	policy      clusterregistry.TrustPolicy
+	rename      func(string) string
+	maxSize     int64
+	maxClusters int
+	transform   func([]byte) ([]byte, error)
 }
 
 type optionFunc func(*options)
@@ -81,17 +99,36 @@ func WithQuery(query string, args ...any) Option {
 	return optionFunc(func(o *options) { o.query, o.args = query, slices.Clone(args) })
 }
 
-// WithFiles sets whether a kubeconfig may refer to local files
-// (certificate-authority, client-certificate, client-key, tokenFile), which
-// are then read from the service's file system. Default: false.
-func WithFiles(allow bool) Option {
-	return optionFunc(func(o *options) { o.files = allow })
+// WithTrustPolicy sets which settings a row's kubeconfig may use: exec and
+// auth-provider plugins, references to files on the service's host,
+// insecure-skip-tls-verify and proxy-url. A row that uses a refused setting
+// is listed with an error that names the setting and wraps
+// clusterregistry.ErrRefused; nothing it names is read or run. Default:
+// clusterregistry.UntrustedPolicy, which refuses plugins and local files.
+func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+	return optionFunc(func(o *options) { o.policy = p })
 }
 
-// WithExec sets whether a kubeconfig may use an exec credential plugin,
-// which runs a command on the service's host. Default: true.
-func WithExec(allow bool) Option {
-	return optionFunc(func(o *options) { o.exec = allow })
+// WithRename sets a function that maps the name column to the cluster's
+// name, such as kubeconfig.SanitizeName. The result must pass
+// clusterregistry.ValidateName. Default: none.
+func WithRename(rename func(name string) string) Option {
+	return optionFunc(func(o *options) { o.rename = rename })
+}
+
+// WithMaxSize bounds a row's kubeconfig (before and after WithTransform) and
+// labels, in bytes; a bigger value is the row's error and is not decoded.
+// Default: DefaultMaxSize.
+func WithMaxSize(bytes int64) Option {
+	return optionFunc(func(o *options) { o.maxSize = bytes })
+}
+
+// WithMaxClusters bounds the rows one List may list (rows that are not
+// enabled do not count). List fails at the first row past it, without
+// reading the rest, and the Syncer keeps its last good state. Default:
+// DefaultMaxClusters.
+func WithMaxClusters(n int) Option {
+	return optionFunc(func(o *options) { o.maxClusters = n })
 }
 
 // WithTransform sets a function that turns the kubeconfig column into a
@@ -113,7 +150,7 @@ var _ clusterregistry.ClusterSource = (*Source)(nil)
 // New returns a Source that runs its query on db. It validates the options
 // and does not touch the database.
 func New(db *sql.DB, opts ...Option) (*Source, error) {
-	o := options{query: DefaultQuery, exec: true}
+	o := options{query: DefaultQuery, policy: clusterregistry.UntrustedPolicy, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -122,6 +159,9 @@ func New(db *sql.DB, opts ...Option) (*Source, error) {
 	}
 	if strings.TrimSpace(o.query) == "" {
 		return nil, errors.New("sqlsource: query must not be empty")
+	}
+	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
+		return nil, fmt.Errorf("sqlsource: %w", err)
 	}
 	return &Source{db: db, opts: o}, nil
 }
@@ -169,8 +209,8 @@ type row struct {
 }
 
 // List runs the query and returns one cluster per enabled row, sorted by
-// name. It fails when the query does, or returns no name or kubeconfig
-// column.
+// name. It fails when the query does, returns no name or kubeconfig column,
+// or returns more enabled rows than WithMaxClusters.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	rows, err := s.db.QueryContext(ctx, s.opts.query, s.opts.args...)
 	if err != nil {
@@ -187,6 +227,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	}
 
 	byName := map[string][]row{}
+	listed := 0
 	values := make([]any, len(names))
 	ptrs := make([]any, len(names))
 	for i := range values {
@@ -198,9 +239,13 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 			return nil, fmt.Errorf("query clusters: row %d: %w", n, err)
 		}
 		c, enabled := s.cluster(n, cols, values)
-		if enabled {
-			byName[c.Name] = append(byName[c.Name], row{n, c})
+		if !enabled {
+			continue
 		}
+		if listed++; listed > s.opts.maxClusters {
+			return nil, fmt.Errorf("query clusters: row %d: %w", n, kcfg.TooMany(s.opts.maxClusters))
+		}
+		byName[c.Name] = append(byName[c.Name], row{n, c})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("query clusters: %w", err)
@@ -258,6 +303,13 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		c.Err = fieldErr("name", errors.New("must not be empty"))
 		return c, true
 	}
+	if s.opts.rename != nil {
+		c.Name = s.opts.rename(name)
+	}
+	if err := clusterregistry.ValidateName(c.Name); err != nil {
+		c.Err = fieldErr("name", kcfg.NameErr(c.Name, err))
+		return c, true
+	}
 	if cols.isDefault >= 0 && values[cols.isDefault] != nil {
 		if c.Default, err = boolean(values[cols.isDefault]); err != nil {
 			c.Err = fieldErr("is_default", err)
@@ -265,7 +317,7 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		}
 	}
 	if cols.labels >= 0 && values[cols.labels] != nil {
-		if c.Labels, err = labels(values[cols.labels]); err != nil {
+		if c.Labels, err = labels(values[cols.labels], s.opts.maxSize); err != nil {
 			c.Err = fieldErr("labels", err)
 			return c, true
 		}
@@ -288,6 +340,10 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		c.Err = fieldErr("kubeconfig", fmt.Errorf("a %T, not text", v))
 		return c, true
 	}
+	if int64(len(data)) > s.opts.maxSize {
+		c.Err = fieldErr("kubeconfig", fmt.Errorf("%d bytes: %w", len(data), kcfg.TooBig(s.opts.maxSize)))
+		return c, true
+	}
 	if s.opts.transform != nil && len(data) > 0 {
 		if data, err = s.opts.transform(data); err != nil {
 			c.Err = fieldErr("kubeconfig", err)
@@ -298,7 +354,7 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		c.Err = fieldErr("kubeconfig", errors.New("must not be empty"))
 		return c, true
 	}
-	f, err := kcfg.Decode(data, kcfg.Options{Location: loc, Field: "kubeconfig", NoFiles: !s.opts.files, NoExec: !s.opts.exec})
+	f, err := kcfg.Decode(data, kcfg.Options{Location: loc, Field: "kubeconfig", Policy: s.opts.policy, MaxSize: s.opts.maxSize})
 	if err != nil {
 		c.Err = err
 		return c, true
@@ -355,10 +411,13 @@ func parseBool(s string) (bool, error) {
 	return b, nil
 }
 
-func labels(v any) (map[string]string, error) {
+func labels(v any, maxSize int64) (map[string]string, error) {
 	s, err := text(v)
 	if err != nil {
 		return nil, err
+	}
+	if int64(len(s)) > maxSize {
+		return nil, fmt.Errorf("%d bytes: %w", len(s), kcfg.TooBig(maxSize))
 	}
 	if strings.TrimSpace(s) == "" {
 		return nil, nil

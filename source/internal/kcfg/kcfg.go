@@ -4,10 +4,15 @@
 // It decodes the kubeconfig itself rather than with clientcmd.Load, because
 // clientcmd's error for a user listed twice prints the whole user list, tokens
 // and keys included. Every problem is a *clusterregistry.FieldError that names
-// the location and the field and never quotes a credential. Once a context has
-// passed the checks, it is written out alone (its cluster and user, with paths
-// resolved and certificate files read in) and handed to clientcmd, so that the
-// rest.Config is the one kubectl would use.
+// the location and the field and never quotes a credential.
+//
+// A context's cluster and user entries go through the trust policy of the file
+// that defines them (Options.Policy) before anything they name is read: a
+// refused exec plugin, auth-provider or file reference leaves the context
+// with an error and no config, so nothing is read now and nothing can run
+// later. Once a context has passed the checks, it is written out alone (its
+// cluster and user, with paths resolved and certificate files read in) and
+// handed to clientcmd, so that the rest.Config is the one kubectl would use.
 package kcfg
 
 import (
@@ -26,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 
 	"github.com/clusterregistry/clusterregistry"
@@ -49,12 +55,15 @@ type Options struct {
 	// leaves them relative to the working directory, as client-go does for a
 	// kubeconfig that did not come from a file.
 	Dir string
-	// NoFiles refuses references to local files (certificate-authority,
-	// client-certificate, client-key, tokenFile): a kubeconfig from a Secret
-	// or a database should not read the service's own files.
-	NoFiles bool
-	// NoExec refuses exec credential plugins, which run a local command.
-	NoExec bool
+	// Policy says which settings the kubeconfig may use. It is applied to a
+	// context's cluster and user entries before any file they name is read.
+	// The zero Policy refuses everything it covers.
+	Policy clusterregistry.TrustPolicy
+	// MaxSize bounds the kubeconfig's size in bytes; 0 means no bound.
+	MaxSize int64
+	// Rename, when set, gives the cluster name of a context (Set.Clusters);
+	// without it the cluster is named after the context.
+	Rename func(context string) string
 }
 
 // A File is one decoded kubeconfig. It is immutable and safe to share.
@@ -75,6 +84,9 @@ type File struct {
 // message quotes nothing from the input.
 func Decode(data []byte, opts Options) (*File, error) {
 	f := &File{opts: opts}
+	if opts.MaxSize > 0 && int64(len(data)) > opts.MaxSize {
+		return nil, f.docErr(fmt.Errorf("%d bytes: %w", len(data), TooBig(opts.MaxSize)))
+	}
 	js, err := yaml.ToJSON(data)
 	if err != nil {
 		return nil, f.docErr(redact(err))
@@ -112,7 +124,7 @@ func (f *File) WithStale(err error) *File {
 // relative paths resolved, sorted and without repeats. Token files are not
 // among them: client-go reads those itself, on every use.
 func (f *File) Refs() []string {
-	if f.opts.NoFiles {
+	if !f.opts.Policy.AllowLocalFiles {
 		return nil
 	}
 	var refs []string
@@ -224,14 +236,60 @@ func (s *Set) Contexts() []string {
 }
 
 // Clusters returns one Cluster per context, sorted by name, the current
-// context marked Default.
+// context marked Default. Each cluster is named by the Rename of the file
+// that defines its context, or after the context. A name that fails
+// clusterregistry.ValidateName, or that two contexts are renamed to, is
+// listed once with an error and no Config.
 func (s *Set) Clusters() []clusterregistry.Cluster {
+	type named struct {
+		context string
+		cluster clusterregistry.Cluster
+	}
 	names := s.Contexts()
-	out := make([]clusterregistry.Cluster, 0, len(names))
+	all := make([]named, 0, len(names))
 	for _, n := range names {
-		out = append(out, s.Cluster(n))
+		f := s.contexts[n].file
+		name := f.rename(n)
+		var c clusterregistry.Cluster
+		if err := clusterregistry.ValidateName(name); err != nil {
+			// Not resolved: the Syncer ignores the name anyway.
+			c = clusterregistry.Cluster{Name: name, Default: n != "" && n == s.current,
+				Err: f.Err("contexts["+n+"].name", NameErr(name, err))}
+		} else {
+			c = s.Cluster(n)
+			c.Name = name
+		}
+		all = append(all, named{n, c})
+	}
+	slices.SortStableFunc(all, func(a, b named) int { return strings.Compare(a.cluster.Name, b.cluster.Name) })
+	out := make([]clusterregistry.Cluster, 0, len(all))
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && all[j].cluster.Name == all[i].cluster.Name {
+			j++
+		}
+		c := all[i].cluster
+		if j-i > 1 {
+			others := make([]string, 0, j-i-1)
+			for _, o := range all[i+1 : j] {
+				others = append(others, o.context)
+				c.Default = c.Default || o.cluster.Default
+			}
+			c.Config = nil
+			c.Err = s.contexts[all[i].context].file.Err("contexts["+all[i].context+"].name",
+				fmt.Errorf("renamed to %q, as is context %s", c.Name, strings.Join(others, ", ")))
+		}
+		out = append(out, c)
+		i = j
 	}
 	return out
+}
+
+func (f *File) rename(context string) string {
+	if f.opts.Rename == nil {
+		return context
+	}
+	return f.opts.Rename(context)
 }
 
 // Cluster resolves the context called name into a Cluster of that name, marked
@@ -305,10 +363,6 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 	if ke.count > 1 {
 		return nil, files, ke.file.Err(kf, fmt.Errorf("defined %d times", ke.count))
 	}
-	cluster, err := ke.file.cluster(kf, ke.val)
-	if err != nil {
-		return nil, files, err
-	}
 
 	// client-go refuses a context without a user; say so here, by field.
 	if ctx.AuthInfo == "" {
@@ -322,6 +376,20 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 	uf := "users[" + ctx.AuthInfo + "]"
 	if ue.count > 1 {
 		return nil, files, ue.file.Err(uf, fmt.Errorf("defined %d times", ue.count))
+	}
+
+	// The trust policy comes first: nothing the entries name is read before
+	// it, and a refused entry gets no config, so nothing can run later.
+	if err := ke.file.checkCluster(kf, ke.val); err != nil {
+		return nil, files, err
+	}
+	if err := ue.file.checkUser(uf, ue.val); err != nil {
+		return nil, files, err
+	}
+
+	cluster, err := ke.file.cluster(kf, ke.val)
+	if err != nil {
+		return nil, files, err
 	}
 	user, err := ue.file.user(uf, ue.val)
 	if err != nil {
@@ -413,7 +481,7 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 		u.ClientKey, u.ClientKeyData = "", data
 	}
 	if u.TokenFile != "" {
-		if f.opts.NoFiles {
+		if !f.opts.Policy.AllowLocalFiles {
 			return u, f.Err(field+".tokenFile", errNoFiles)
 		}
 		u.TokenFile = f.path(u.TokenFile)
@@ -428,15 +496,15 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 		}
 	}
 	if u.Exec != nil {
-		if f.opts.NoExec {
-			return u, f.Err(field+".exec", errors.New("exec plugins are not allowed here"))
+		if !f.opts.Policy.AllowExec {
+			return u, f.Err(field+".exec", clusterregistry.ErrRefused)
 		}
 		exec := *u.Exec
 		// As client-go: a command with a path separator is a path, resolved
 		// against the kubeconfig's directory; one without is looked up in PATH.
 		if strings.ContainsRune(exec.Command, filepath.Separator) {
-			if f.opts.NoFiles && !filepath.IsAbs(exec.Command) {
-				return u, f.Err(field+".exec.command", errors.New("must be absolute or a name looked up in PATH here"))
+			if !f.opts.Policy.AllowLocalFiles && !filepath.IsAbs(exec.Command) {
+				return u, f.Err(field+".exec.command", errRelativeCommand)
 			}
 			exec.Command = f.path(exec.Command)
 		}
@@ -445,13 +513,51 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 	return u, nil
 }
 
-var errNoFiles = errors.New("refers to a local file, which is not allowed here")
+var (
+	errNoFiles         = fmt.Errorf("%w: refers to a local file", clusterregistry.ErrRefused)
+	errRelativeCommand = fmt.Errorf("%w: a relative path is resolved against local files; use an absolute path or a name looked up in PATH", clusterregistry.ErrRefused)
+)
+
+// checkCluster applies f's trust policy to a cluster entry. A refusal names
+// the entry's field, such as clusters[c].certificate-authority.
+func (f *File) checkCluster(field string, c clientcmdv1.Cluster) error {
+	c.Extensions = nil // not covered by the policy, and all but one dropped
+	var ac clientcmdapi.Cluster
+	if err := clientcmdv1.Convert_v1_Cluster_To_api_Cluster(&c, &ac, nil); err != nil {
+		return f.Err(field, redact(err))
+	}
+	return f.refused(field, "cluster.", f.opts.Policy.CheckKubeconfig(&ac, nil))
+}
+
+// checkUser applies f's trust policy to a user entry. A refusal names the
+// entry's field, such as users[u].exec.
+func (f *File) checkUser(field string, u clientcmdv1.AuthInfo) error {
+	u.Extensions = nil
+	var au clientcmdapi.AuthInfo
+	if err := clientcmdv1.Convert_v1_AuthInfo_To_api_AuthInfo(&u, &au, nil); err != nil {
+		return f.Err(field, redact(err))
+	}
+	return f.refused(field, "user.", f.opts.Policy.CheckKubeconfig(nil, &au))
+}
+
+// refused turns the policy's error, whose field is "cluster.exec" or the
+// like, into one that names the entry and the location.
+func (f *File) refused(entry, prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *clusterregistry.FieldError
+	if errors.As(err, &fe) && strings.HasPrefix(fe.Field, prefix) {
+		return f.Err(entry+"."+strings.TrimPrefix(fe.Field, prefix), fe.Err)
+	}
+	return f.Err(entry, err)
+}
 
 // readRef reads a file that a kubeconfig refers to, so that its content goes
 // into the config inline: client-go then starts no goroutine to reload it.
 func (f *File) readRef(entry, name, path string, inline bool) ([]byte, error) {
 	field := entry + "." + name
-	if f.opts.NoFiles {
+	if !f.opts.Policy.AllowLocalFiles {
 		return nil, f.Err(field, errNoFiles)
 	}
 	if inline {

@@ -17,6 +17,8 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
+	kcsource "github.com/clusterregistry/clusterregistry/source/kubeconfig"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
 )
 
@@ -189,7 +191,7 @@ func TestKiteSchema(t *testing.T) {
 	}, summarize(t, clusters))
 }
 
-func TestFilesAndExec(t *testing.T) {
+func TestFilesAndExecRefusedByDefault(t *testing.T) {
 	db := openDB(t)
 	insert(t, db, "file", `
 current-context: x
@@ -204,7 +206,7 @@ contexts: [{name: x, context: {cluster: c, user: u}}]
 users: [{name: u, user: {exec: {command: get-token, apiVersion: client.authentication.k8s.io/v1beta1}}}]
 `, false, true, nil)
 
-	src, err := sqlsource.New(db, sqlsource.WithQuery(query), sqlsource.WithExec(false))
+	src, err := sqlsource.New(db, sqlsource.WithQuery(query))
 	require.NoError(t, err)
 	clusters, err := src.List(context.Background())
 	require.NoError(t, err)
@@ -212,6 +214,78 @@ users: [{name: u, user: {exec: {command: get-token, apiVersion: client.authentic
 		{Name: "exec", Revision: "1", Err: "row 2|kubeconfig.users[u].exec"},
 		{Name: "file", Revision: "1", Err: "row 1|kubeconfig.clusters[c].certificate-authority"},
 	}, summarize(t, clusters))
+	for _, c := range clusters {
+		assert.ErrorIs(t, c.Err, clusterregistry.ErrRefused)
+	}
+}
+
+// TestExecFromARowNeverRuns drives a real Syncer with the library's
+// ClientBuilder against a TLS server that only an exec plugin's token opens:
+// by default the row's plugin is refused and never runs; allowed, it runs.
+func TestExecFromARowNeverRuns(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allowed=%t", allow), func(t *testing.T) {
+			srv := trusttest.NewServer(t)
+			marker := trusttest.Marker(t)
+			db := openDB(t)
+			insert(t, db, "x", trusttest.ExecKubeconfig(srv, marker), true, true, nil)
+			opts := []sqlsource.Option{sqlsource.WithQuery(query)}
+			if allow {
+				opts = append(opts, sqlsource.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true}))
+			}
+			src, err := sqlsource.New(db, opts...)
+			require.NoError(t, err)
+			reg := trusttest.RunSyncer(t, src)
+
+			_, err = reg.Get("x")
+			if !allow {
+				require.Error(t, err)
+				trusttest.RequireRefused(t, reg.Err("x"), "row 1", "kubeconfig.users[u].exec")
+				assert.False(t, trusttest.Exists(t, marker), "the command ran")
+				assert.Zero(t, srv.Authorized())
+				return
+			}
+			require.NoError(t, err, "the plugin's token opened the server")
+			assert.True(t, trusttest.Exists(t, marker), "the command did not run: this test could not fail")
+		})
+	}
+}
+
+func TestKeyFileOfARowIsNotOpened(t *testing.T) {
+	wire := trusttest.NewTripwire(t)
+	db := openDB(t)
+	insert(t, db, "x", trusttest.KeyFileKubeconfig("https://c.example", wire.Path), true, true, nil)
+	src, err := sqlsource.New(db, sqlsource.WithQuery(query))
+	require.NoError(t, err)
+	clusters, err := src.List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, clusters, 1)
+	trusttest.RequireRefused(t, clusters[0].Err, "row 1", "kubeconfig.users[u].client-key")
+	assert.False(t, wire.Stop(), "the source opened the key file")
+}
+
+func TestRowLimitsAndNames(t *testing.T) {
+	db := openDB(t)
+	for i := range 5 {
+		insert(t, db, fmt.Sprintf("eu/c%d", i), kubeconfig(fmt.Sprintf("https://c%d.example", i)), false, i != 0, nil)
+	}
+	src, err := sqlsource.New(db, sqlsource.WithQuery(query), sqlsource.WithMaxClusters(3))
+	require.NoError(t, err)
+	_, err = src.List(context.Background())
+	assert.ErrorContains(t, err, "row 5: more than the limit of 3 clusters (WithMaxClusters)", "disabled rows do not count")
+
+	src, err = sqlsource.New(db, sqlsource.WithQuery(query), sqlsource.WithMaxClusters(4))
+	require.NoError(t, err)
+	clusters, err := src.List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, clusters, 4)
+	assert.Equal(t, got{Name: "eu/c1", Err: "row 2|name"}, summarize(t, clusters[:1])[0])
+
+	src, err = sqlsource.New(db, sqlsource.WithQuery(query), sqlsource.WithRename(kcsource.SanitizeName))
+	require.NoError(t, err)
+	clusters, err = src.List(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, got{Name: "eu-c1", Host: "https://c1.example", Revision: "1"}, summarize(t, clusters[:1])[0])
 }
 
 // TestSyncerFollowsRows changes rows of a real SQLite file between syncs

@@ -1,0 +1,11 @@
+package sqlsource
+
+import "github.com/clusterregistry/clusterregistry"
+
+// Row returns the cluster that s makes of a row, as row 1, that holds only a
+// name and a kubeconfig.
+func Row(s *Source, name string, kubeconfig []byte) clusterregistry.Cluster {
+	cols := columns{name: 0, kubeconfig: 1, isDefault: -1, enabled: -1, labels: -1, revision: -1}
+	c, _ := s.cluster(1, cols, []any{name, kubeconfig})
+	return c
+}
