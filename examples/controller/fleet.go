@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
+	"github.com/clusterregistry/clusterregistry"
+)
+
+// Fleet runs one worker per cluster of a Registry: it starts a worker when a
+// cluster gets a client, restarts it when the client is replaced (a new
+// token, a new address), and stops it when the cluster goes. Each worker
+// holds a Lease on its client, so the Syncer releases a replaced client only
+// after its worker has stopped.
+//
+// Fleet notices changes by comparing Snapshots every Interval; the Registry
+// hands them out for nothing. Start has the shape of a controller-runtime
+// Runnable; by default a manager runs it on the leader only.
+type Fleet[T comparable] struct {
+	// Registry is the Registry whose clusters get workers.
+	Registry *clusterregistry.Registry[T]
+	// Work is the per-cluster work. It runs in a goroutine of its own, must
+	// return soon after ctx ends, and must not use client after it returns.
+	Work func(ctx context.Context, cluster string, client T)
+	// Interval is how often the Fleet compares Snapshots. Default: 1s.
+	Interval time.Duration
+	// Clock runs the interval; tests pass a fake one. Default: the real clock.
+	Clock clock.WithTicker
+	// Log receives a line for each worker started and stopped.
+	Log logr.Logger
+
+	mu      sync.Mutex // protects workers; held by Reconcile and by stopAll
+	workers map[string]*worker[T]
+}
+
+// worker is the running work of one cluster.
+type worker[T comparable] struct {
+	client T
+	lease  *clusterregistry.Lease[T]
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Work returns
+}
+
+// Start reconciles at once and then every Interval, until ctx ends; then it
+// stops every worker, waits for them and returns nil.
+func (f *Fleet[T]) Start(ctx context.Context) error {
+	interval, clk := f.Interval, f.Clock
+	if interval <= 0 {
+		interval = time.Second
+	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	tick := clk.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		f.Reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			f.stopAll()
+			return nil
+		case <-tick.C():
+		}
+	}
+}
+
+// Reconcile makes the workers match the Registry's current Snapshot: it
+// starts, restarts and stops workers, and reports which clusters' workers it
+// started and stopped. Workers that ended on their own are started again.
+// Workers started here end when ctx does, or when a later Reconcile stops
+// them. It blocks while stopped workers finish.
+func (f *Fleet[T]) Reconcile(ctx context.Context) (started, stopped []string) {
+	snap := f.Registry.Snapshot()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.workers == nil {
+		f.workers = make(map[string]*worker[T])
+	}
+
+	for name, w := range f.workers {
+		current, err := snap.Get(name)
+		if err == nil && current == w.client && !w.ended() {
+			continue // the same client, still at work
+		}
+		f.stopLocked(name, w)
+		stopped = append(stopped, name)
+	}
+	for name := range snap.All() {
+		if _, ok := f.workers[name]; ok {
+			continue
+		}
+		// The lease may hold a newer client than snap if a sync has just
+		// run; the next Reconcile sees that snapshot and keeps the worker.
+		lease, err := f.Registry.Lease(name)
+		if err != nil {
+			continue // gone since the snapshot
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &worker[T]{client: lease.Client(), lease: lease, cancel: cancel, done: make(chan struct{})}
+		// The worker's goroutine ends when wctx does; stopLocked waits for it.
+		go func() {
+			defer close(w.done)
+			f.Work(wctx, name, w.client)
+		}()
+		f.workers[name] = w
+		started = append(started, name)
+		f.Log.Info("Started worker", "cluster", name, "generation", snap.Generation())
+	}
+	return started, stopped
+}
+
+// Workers returns the clusters that have a worker, in no order.
+func (f *Fleet[T]) Workers() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.workers))
+	for name := range f.workers {
+		names = append(names, name)
+	}
+	return names
+}
+
+func (w *worker[T]) ended() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopLocked stops w, waits for its Work to return, and returns its lease,
+// which lets the Syncer release a client that it has replaced.
+func (f *Fleet[T]) stopLocked(name string, w *worker[T]) {
+	w.cancel()
+	<-w.done
+	w.lease.Release()
+	delete(f.workers, name)
+	f.Log.Info("Stopped worker", "cluster", name)
+}
+
+func (f *Fleet[T]) stopAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, w := range f.workers {
+		f.stopLocked(name, w)
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+// Downstream-style tests of the per-cluster workers, with clusterregistrytest:
+// fake clusters, a Syncer for the length of the test, and a leak check that
+// covers the informers the workers start.
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/clusterregistry/clusterregistry/clusterregistrytest"
+)
+
+type fake = *clusterregistrytest.FakeClient
+
+// recordingWork is a Work func that records which client each running
+// worker has, and whether any worker saw its client released while running.
+type recordingWork struct {
+	mu         sync.Mutex // protects running and sawRelease
+	running    map[string]fake
+	sawRelease bool
+}
+
+func (r *recordingWork) work(ctx context.Context, cluster string, client fake) {
+	r.mu.Lock()
+	r.running[cluster] = client
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if client.Released() {
+		r.sawRelease = true
+	}
+	delete(r.running, cluster)
+}
+
+func (r *recordingWork) client(cluster string) fake {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running[cluster]
+}
+
+func sorted(s []string) []string { slices.Sort(s); return s }
+
+func TestFleetFollowsTheRegistry(t *testing.T) {
+	builder := clusterregistrytest.NewFakeBuilder()
+	builder.Fail("broken", assert.AnError)
+	source := clusterregistrytest.NewSource(
+		clusterregistrytest.NewCluster("a"), clusterregistrytest.NewCluster("b"), clusterregistrytest.NewCluster("broken"))
+	syncer := clusterregistrytest.StartSyncer(t, source, builder)
+	rec := &recordingWork{running: map[string]fake{}}
+	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: rec.work}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	started, stopped := fleet.Reconcile(ctx)
+	assert.Equal(t, []string{"a", "b"}, sorted(started), "no worker for a cluster without a client")
+	assert.Empty(t, stopped)
+	require.Eventually(t, func() bool { return rec.client("a") != nil && rec.client("b") != nil }, 10*time.Second, time.Millisecond)
+	assert.Same(t, builder.Client("a"), rec.client("a"))
+
+	started, stopped = fleet.Reconcile(ctx)
+	assert.Empty(t, started, "nothing changed")
+	assert.Empty(t, stopped)
+
+	// Rotate a's token and remove b.
+	oldA, oldB := builder.Client("a"), builder.Client("b")
+	source.Upsert(clusterregistrytest.WithToken(clusterregistrytest.NewCluster("a"), "rotated"))
+	source.Delete("b")
+	clusterregistrytest.Sync(t, syncer)
+	assert.False(t, oldA.Released(), "the worker's lease holds the replaced client")
+	assert.False(t, oldB.Released(), "the worker's lease holds the removed client")
+
+	started, stopped = fleet.Reconcile(ctx)
+	assert.Equal(t, []string{"a"}, started)
+	assert.Equal(t, []string{"a", "b"}, sorted(stopped))
+	assert.True(t, oldA.Released(), "released once its worker stopped")
+	assert.True(t, oldB.Released())
+	require.Eventually(t, func() bool { return rec.client("a") == builder.Client("a") }, 10*time.Second, time.Millisecond)
+	assert.Nil(t, rec.client("b"))
+	assert.False(t, rec.sawRelease, "no worker saw its client released while it ran")
+
+	cancel()
+	fleet.stopAll()
+	assert.Empty(t, fleet.Workers())
+}
+
+func TestFleetRestartsAWorkerThatEnded(t *testing.T) {
+	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("a"))
+	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
+	var mu sync.Mutex
+	runs := 0
+	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: func(ctx context.Context, _ string, _ fake) {
+		mu.Lock()
+		runs++
+		mu.Unlock()
+		// Returns at once, as a worker that failed would.
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fleet.Reconcile(ctx)
+	require.Eventually(t, func() bool {
+		fleet.mu.Lock()
+		defer fleet.mu.Unlock()
+		return fleet.workers["a"].ended()
+	}, 10*time.Second, time.Millisecond)
+	started, stopped := fleet.Reconcile(ctx)
+	assert.Equal(t, []string{"a"}, started)
+	assert.Equal(t, []string{"a"}, stopped)
+	fleet.stopAll()
+	assert.Equal(t, 2, runs)
+}
+
+func TestFleetStartReconcilesOnEveryTick(t *testing.T) {
+	clock := clocktesting.NewFakeClock(time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC))
+	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("a"))
+	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
+	rec := &recordingWork{running: map[string]fake{}}
+	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: rec.work, Interval: time.Second, Clock: clock}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fleet.Start(ctx) }() // joined below
+	require.Eventually(t, func() bool { return rec.client("a") != nil }, 10*time.Second, time.Millisecond)
+
+	source.Upsert(clusterregistrytest.NewCluster("b"))
+	clusterregistrytest.Sync(t, syncer)
+	require.Eventually(t, clock.HasWaiters, 10*time.Second, time.Millisecond)
+	assert.Nil(t, rec.client("b"), "no reconcile before the tick")
+	clock.Step(time.Second)
+	require.Eventually(t, func() bool { return rec.client("b") != nil }, 10*time.Second, time.Millisecond)
+
+	cancel()
+	require.NoError(t, <-done)
+	assert.Empty(t, fleet.Workers())
+	assert.Nil(t, rec.client("a"), "every worker stopped")
+}
+
+// logSink collects log lines for assertions.
+type logSink struct {
+	mu    sync.Mutex // protects lines
+	lines []string
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, string(p))
+	return len(p), nil
+}
+
+func (s *logSink) has(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPodWatcherOnFakeClusters(t *testing.T) {
+	builder := clusterregistrytest.NewFakeBuilder()
+	builder.Seed("a", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1"}})
+	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("a"))
+	syncer := clusterregistrytest.StartSyncer(t, source, builder)
+	var sink logSink
+	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: watchPods[fake](newLogger(&sink))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	fleet.Reconcile(ctx)
+	require.Eventually(t, func() bool { return sink.has(`"cluster"="a" "pods"=1`) }, 10*time.Second, time.Millisecond)
+
+	client := builder.Client("a").Kubernetes()
+	_, err := client.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-2"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sink.has(`"msg"="Pod added" "cluster"="a" "pod"="shop/web-2"`) }, 10*time.Second, time.Millisecond)
+	assert.False(t, sink.has(`"pod"="shop/web-1"`), "pods of the initial list are not reported as added")
+
+	cancel()
+	fleet.stopAll() // the informers shut down; TestMain checks that no goroutine is left
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/clusterregistry/clusterregistry/clusterregistrytest"
+	"github.com/clusterregistry/clusterregistry/test/localcluster"
+)
+
+func TestMain(m *testing.M) {
+	// Build (or find) the servers before the tests start, outside the test
+	// timeout: a cold build takes about 10 minutes on 2 cores.
+	flag.Parse()
+	if !testing.Short() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+		_, err := localcluster.EnsureBinaries(ctx, os.Stderr)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: the local Kubernetes servers could not be built:", err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	if err := localcluster.StopAll(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: stopping the local clusters:", err)
+		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(clusterregistrytest.LeakOptions()...); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: goroutines leaked:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// TestControllerOnLocalClusters runs the controller as `go run ./controller
+// -kubeconfig` does, against real local clusters: a watcher starts per
+// cluster and reports a new pod; the manager stops everything on cancel.
+func TestControllerOnLocalClusters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs local Kubernetes clusters; not with -short")
+	}
+	env := localcluster.StartT(t, 2)
+	var sink logSink
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env.KubeconfigPath(), newLogger(&sink)) }() // joined below
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(time.Minute):
+			t.Fatal("the manager did not stop")
+		}
+	}()
+
+	for _, c := range env.Clusters() {
+		require.Eventually(t, func() bool {
+			return sink.has(`"msg"="Watching pods" "cluster"="` + c.Name() + `"`)
+		}, time.Minute, 10*time.Millisecond, "a watcher for %s", c.Name())
+	}
+
+	cfg := env.Cluster("cluster-2").AdminConfig()
+	hc, err := rest.HTTPClientFor(cfg)
+	require.NoError(t, err)
+	defer utilnet.CloseIdleConnectionsFor(hc.Transport)
+	admin, err := kubernetes.NewForConfigAndClient(cfg, hc)
+	require.NoError(t, err)
+	_, err = admin.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return sink.has(`"msg"="Pod added" "cluster"="cluster-2" "pod"="default/probe"`)
+	}, time.Minute, 10*time.Millisecond)
+}
