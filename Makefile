@@ -11,19 +11,26 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 ## demo: start three local clusters and a dashboard, and change them while it runs
 demo:
-	cd examples && $(GO) run ./demo
+	@echo "Building the demo (the first run also builds etcd and kube-apiserver: about ten minutes; later runs take seconds)..."
+	cd examples && $(GO) build -o ../bin/demo ./demo
+	./bin/demo
 
 ## test: every test of every module, under the race detector
-test: test-unit test-e2e
+test: test-unit test-e2e test-examples
 
 test-unit:
 	$(GO) test -race -count=1 ./...
 	cd source/sqlsource/sqltest && $(GO) test -race -count=1 ./...
-	cd examples && $(GO) build ./... && $(GO) test -race -count=1 ./...
 
 ## test-e2e: tests against real kube-apiserver processes (builds them once into a cache)
 test-e2e:
+	cd test && $(GO) run ./cmd/localclusters -build-only
 	cd test && $(GO) test -race -count=1 -timeout=45m ./...
+
+## test-examples: the examples build, and their tests pass (the demo on local clusters; the
+## dashboard in headless Chromium when CLUSTERREGISTRY_BROWSER_TEST=1)
+test-examples:
+	cd examples && $(GO) build ./... && $(GO) test -race -count=1 -timeout=30m ./...
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -19,10 +19,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/examples/internal/dashboard"
+	"github.com/clusterregistry/clusterregistry/examples/internal/metrics"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
@@ -51,11 +55,15 @@ func run(ctx context.Context, addr, path string) error {
 		return fmt.Errorf("no kubeconfig at %v: set KUBECONFIG or -kubeconfig, or run the demo (go run ./demo), "+
 			"which serves this dashboard over local clusters", source.Paths())
 	}
+	m := metrics.New(prometheus.NewRegistry())
 	syncer, err := clusterregistry.NewSyncer(source,
-		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-dashboard", QPS: 50, Burst: 100})
+		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-dashboard", QPS: 50, Burst: 100},
+		clusterregistry.WithObserver(m),
+		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{}))
 	if err != nil {
 		return err
 	}
+	m.WatchClusters(func() []clusterregistry.ClusterInfo { return slices.Collect(syncer.Registry().Snapshot().Clusters()) })
 	runCtx, cancel := context.WithCancel(context.Background())
 	syncDone := make(chan error, 1)
 	// The Syncer runs until the server has stopped, then releases every client.
@@ -69,7 +77,7 @@ func run(ctx context.Context, addr, path string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: dashboard.New(syncer), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: dashboard.New(syncer, dashboard.WithMetrics(m.Handler())), ReadHeaderTimeout: 10 * time.Second}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }() // ends with Shutdown below
 	fmt.Printf("Dashboard of %v: http://%s  (Ctrl-C stops)\n", source.Paths(), ln.Addr())

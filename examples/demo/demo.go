@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/examples/internal/dashboard"
+	"github.com/clusterregistry/clusterregistry/examples/internal/metrics"
 	"github.com/clusterregistry/clusterregistry/test/localcluster"
 )
 
@@ -141,15 +144,18 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 	if opts.verbose {
 		logger = funcr.New(func(prefix, args string) { fmt.Fprintln(out, "  syncer:", prefix, args) }, funcr.Options{})
 	}
+	m := metrics.New(prometheus.NewRegistry())
 	d.syncer, err = clusterregistry.NewSyncer(d.source,
 		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-demo", QPS: 50, Burst: 100},
 		clusterregistry.WithBuildTimeout(buildTimeout),
 		clusterregistry.WithBackoff(time.Second, 10*time.Second),
 		clusterregistry.WithDrainTimeout(30*time.Second),
-		clusterregistry.WithLogger(logger))
+		clusterregistry.WithLogger(logger),
+		clusterregistry.WithObserver(m))
 	if err != nil {
 		return nil, err
 	}
+	m.WatchClusters(func() []clusterregistry.ClusterInfo { return slices.Collect(d.syncer.Registry().Snapshot().Clusters()) })
 	var runCtx context.Context
 	runCtx, d.stopSyncer = context.WithCancel(context.Background())
 	d.syncerDone = make(chan error, 1)
@@ -167,7 +173,7 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 		return nil, err
 	}
 	d.url = "http://" + ln.Addr().String()
-	d.server = &http.Server{Handler: dashboard.New(d.syncer), ReadHeaderTimeout: 10 * time.Second}
+	d.server = &http.Server{Handler: dashboard.New(d.syncer, dashboard.WithMetrics(m.Handler())), ReadHeaderTimeout: 10 * time.Second}
 	d.serveDone = make(chan error, 1)
 	// Serve ends when stop shuts the server down.
 	go func() { d.serveDone <- d.server.Serve(ln) }()

@@ -43,12 +43,23 @@ var files embed.FS
 
 var page = template.Must(template.ParseFS(files, "page.html"))
 
+// An Option adds to the dashboard.
+type Option func(*http.ServeMux)
+
+// WithMetrics serves h (Prometheus metrics, say) at GET /metrics.
+func WithMetrics(h http.Handler) Option {
+	return func(mux *http.ServeMux) { mux.Handle("GET /metrics", h) }
+}
+
 // New returns the dashboard's handler over syncer's Registry. It starts no
 // goroutine; the caller runs the Syncer.
-func New[T Client](syncer *clusterregistry.Syncer[T]) http.Handler {
+func New[T Client](syncer *clusterregistry.Syncer[T], opts ...Option) http.Handler {
 	reg := syncer.Registry()
 	perCluster := httpcluster.New(reg)
 	mux := http.NewServeMux()
+	for _, opt := range opts {
+		opt(mux)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

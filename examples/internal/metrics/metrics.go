@@ -1,0 +1,160 @@
+// Package metrics exposes a Syncer's work as Prometheus metrics, built on the
+// library's Observer interface (the library itself takes no metrics
+// dependency).
+//
+//	m := metrics.New(prometheus.NewRegistry())
+//	syncer, err := clusterregistry.NewSyncer(source, builder, clusterregistry.WithObserver(m))
+//	m.WatchClusters(func() []clusterregistry.ClusterInfo { return slices.Collect(syncer.Registry().Snapshot().Clusters()) })
+//	http.Handle("/metrics", m.Handler())
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clusterregistry/clusterregistry"
+)
+
+// Metrics is a clusterregistry.Observer that records Prometheus metrics:
+//
+//	clusterregistry_sync_duration_seconds          histogram of sync wall time
+//	clusterregistry_sync_lock_hold_seconds         histogram of the write lock's hold per sync
+//	clusterregistry_sync_errors_total              counter of syncs whose source failed
+//	clusterregistry_build_duration_seconds{result} histogram of client builds
+//	clusterregistry_build_failures_total{cluster}  counter of failed builds
+//	clusterregistry_probe_duration_seconds{result} histogram of health probes
+//	clusterregistry_health_changes_total{to}       counter of health state changes
+//	clusterregistry_clusters{state}                clusters by state, read at scrape time
+//
+// Cluster names are labels only on build failures, so a fleet's size does
+// not multiply every series. Methods are safe for concurrent use.
+type Metrics struct {
+	clusterregistry.NopObserver
+
+	gatherer      prometheus.Gatherer
+	syncDuration  prometheus.Histogram
+	lockHold      prometheus.Histogram
+	syncErrors    prometheus.Counter
+	buildDuration *prometheus.HistogramVec
+	buildFailures *prometheus.CounterVec
+	probeDuration *prometheus.HistogramVec
+	healthChanges *prometheus.CounterVec
+	clusters      *prometheus.Desc
+	reg           prometheus.Registerer
+}
+
+// New registers the metrics with reg, which must also be a Gatherer (a
+// *prometheus.Registry) for Handler to serve them.
+func New(reg *prometheus.Registry) *Metrics {
+	m := &Metrics{
+		gatherer: reg,
+		reg:      reg,
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "clusterregistry_sync_duration_seconds", Help: "Wall time of a sync.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}),
+		lockHold: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "clusterregistry_sync_lock_hold_seconds", Help: "How long a sync held the registry's write lock.",
+			Buckets: prometheus.ExponentialBuckets(1e-8, 4, 10),
+		}),
+		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterregistry_sync_errors_total", Help: "Syncs whose source could not be listed.",
+		}),
+		buildDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "clusterregistry_build_duration_seconds", Help: "Duration of client builds.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"result"}),
+		buildFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterregistry_build_failures_total", Help: "Failed client builds by cluster.",
+		}, []string{"cluster"}),
+		probeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "clusterregistry_probe_duration_seconds", Help: "Duration of health probes.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"result"}),
+		healthChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterregistry_health_changes_total", Help: "Health state changes by new state.",
+		}, []string{"to"}),
+		clusters: prometheus.NewDesc("clusterregistry_clusters", "Known clusters by state.", []string{"state"}, nil),
+	}
+	reg.MustRegister(m.syncDuration, m.lockHold, m.syncErrors, m.buildDuration, m.buildFailures,
+		m.probeDuration, m.healthChanges)
+	return m
+}
+
+// WatchClusters registers clusterregistry_clusters{state}, read from list at
+// every scrape: serving, failing (an error beside a serving client),
+// unavailable (an error and no client), and each health state.
+func (m *Metrics) WatchClusters(list func() []clusterregistry.ClusterInfo) {
+	m.reg.MustRegister(clusterCollector{desc: m.clusters, list: list})
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{})
+}
+
+// SyncDone records a sync.
+func (m *Metrics) SyncDone(rep clusterregistry.SyncReport, err error) {
+	if err != nil {
+		m.syncErrors.Inc()
+	}
+	m.syncDuration.Observe(rep.Duration.Seconds())
+	if rep.Published {
+		m.lockHold.Observe(rep.LockHeld.Seconds())
+	}
+}
+
+// BuildDone records a build.
+func (m *Metrics) BuildDone(cluster string, d time.Duration, err error) {
+	m.buildDuration.WithLabelValues(result(err)).Observe(d.Seconds())
+	if err != nil {
+		m.buildFailures.WithLabelValues(cluster).Inc()
+	}
+}
+
+// ProbeDone records a health probe.
+func (m *Metrics) ProbeDone(_ string, d time.Duration, err error) {
+	m.probeDuration.WithLabelValues(result(err)).Observe(d.Seconds())
+}
+
+// HealthChanged records a change of health state.
+func (m *Metrics) HealthChanged(_ string, _, to clusterregistry.Health) {
+	m.healthChanges.WithLabelValues(string(to.State)).Inc()
+}
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+type clusterCollector struct {
+	desc *prometheus.Desc
+	list func() []clusterregistry.ClusterInfo
+}
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{"serving": 0, "failing": 0, "unavailable": 0}
+	for _, ci := range c.list() {
+		switch {
+		case ci.Serving && ci.Err == nil:
+			counts["serving"]++
+		case ci.Serving:
+			counts["failing"]++
+		default:
+			counts["unavailable"]++
+		}
+		if ci.Serving {
+			counts["health_"+string(ci.Health.State)]++
+		}
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
+	}
+}

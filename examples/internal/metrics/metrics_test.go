@@ -1,0 +1,56 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/rest"
+
+	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/examples/internal/metrics"
+)
+
+func TestMetricsFromASyncer(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	src := clusterregistry.NewMemorySource(
+		clusterregistry.Cluster{Name: "ok", Config: &rest.Config{Host: "https://ok"}},
+		clusterregistry.Cluster{Name: "bad", Config: &rest.Config{Host: "https://bad"}},
+	)
+	builder := clusterregistry.BuilderFuncs[string]{BuildFunc: func(_ context.Context, c clusterregistry.Cluster) (string, error) {
+		if c.Name == "bad" {
+			return "", io.ErrUnexpectedEOF
+		}
+		return c.Name, nil
+	}}
+	syncer, err := clusterregistry.NewSyncer(src, builder, clusterregistry.WithObserver(m),
+		clusterregistry.WithHealthCheck[string](clusterregistry.ProberFunc[string](func(context.Context, string) error { return nil }),
+			clusterregistry.HealthCheck{}))
+	require.NoError(t, err)
+	m.WatchClusters(func() []clusterregistry.ClusterInfo { return slices.Collect(syncer.Registry().Snapshot().Clusters()) })
+	_, err = syncer.Sync(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, syncer.Probe(context.Background()))
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`clusterregistry_build_failures_total{cluster="bad"} 1`,
+		`clusterregistry_build_duration_seconds_count{result="ok"} 1`,
+		`clusterregistry_sync_duration_seconds_count 1`,
+		`clusterregistry_sync_lock_hold_seconds_count 1`,
+		`clusterregistry_clusters{state="serving"} 1`,
+		`clusterregistry_clusters{state="unavailable"} 1`,
+		`clusterregistry_clusters{state="health_Ready"} 1`,
+		`clusterregistry_health_changes_total{to="Ready"} 1`,
+		`clusterregistry_probe_duration_seconds_count{result="ok"} 1`,
+	} {
+		assert.Contains(t, body, want)
+	}
+}
