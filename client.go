@@ -21,16 +21,27 @@ import (
 // connection pool per cluster), with the server version seen when it was
 // built. ClientBuilder builds it.
 //
-// The typed clientset and the dynamic client are made on first use, so an
-// idle cluster costs little memory. A Client is safe for concurrent use.
+// Everything heavy is made on first use: the *http.Client (its transport,
+// TLS configuration and connection pool), the typed clientset and the
+// dynamic client. An idle cluster holds little more than its config and
+// version. A Client is safe for concurrent use.
 type Client struct {
-	name       string
-	config     *rest.Config
-	httpClient *http.Client
-	version    version.Info
-	discovery  *discovery.DiscoveryClient
+	name    string
+	config  *rest.Config
+	version version.Info
+
+	parts      func() *clientParts // made on first use
 	kubernetes func() *kubernetes.Clientset
 	dynamic    func() *dynamic.DynamicClient
+
+	mu   sync.Mutex   // protects made
+	made *clientParts // nil until parts has run; read by Release
+}
+
+// clientParts are the parts every request needs.
+type clientParts struct {
+	httpClient *http.Client
+	discovery  *discovery.DiscoveryClient
 }
 
 // Name returns the name of the cluster the client was built for.
@@ -39,9 +50,9 @@ func (c *Client) Name() string { return c.name }
 // Config returns a copy of the config the client was built from.
 func (c *Client) Config() *rest.Config { return rest.CopyConfig(c.config) }
 
-// HTTPClient returns the *http.Client that all of the bundle's clients share.
-// It carries the cluster's authentication.
-func (c *Client) HTTPClient() *http.Client { return c.httpClient }
+// HTTPClient returns the *http.Client that all of the bundle's clients share,
+// making it on first use. It carries the cluster's authentication.
+func (c *Client) HTTPClient() *http.Client { return c.parts().httpClient }
 
 // ServerVersion returns the version the API server reported when the client
 // was built.
@@ -55,13 +66,13 @@ func (c *Client) Dynamic() dynamic.Interface { return c.dynamic() }
 
 // Discovery returns the discovery client. It does not cache: wrap it in
 // k8s.io/client-go/discovery/cached/memory for that.
-func (c *Client) Discovery() discovery.DiscoveryInterface { return c.discovery }
+func (c *Client) Discovery() discovery.DiscoveryInterface { return c.parts().discovery }
 
 // ClientBuilder builds the ready bundle *Client. Its zero value is ready to
-// use. Building checks the config, creates the shared *http.Client and asks
-// the API server for its version (GET /version) under the build deadline, so
-// an unreachable or black-holed cluster fails its build and keeps its last
-// good client.
+// use. Building checks the config and asks the API server for its version
+// (GET /version) under the build deadline, so an unreachable or black-holed
+// cluster fails its build and keeps its last good client; the connection of
+// that check is closed, and the client's own transport is made on first use.
 type ClientBuilder struct {
 	// UserAgent, when set, is used for configs that name none.
 	UserAgent string
@@ -89,6 +100,50 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 		return nil, &FieldError{Field: "config.burst", Err: errors.New("must be positive when qps is set")}
 	}
 
+	check, err := newParts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v, err := check.discovery.ServerVersionWithContext(ctx)
+	// The check's transport is this call's alone: close its connections.
+	utilnet.CloseIdleConnectionsFor(check.httpClient.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("server version: %w", err)
+	}
+
+	client := &Client{name: c.Name, config: cfg, version: *v}
+	client.parts = sync.OnceValue(func() *clientParts {
+		p, err := newParts(cfg)
+		if err != nil {
+			// Unreachable: the same config built the check's parts.
+			panic(fmt.Sprintf("clusterregistry: transport for cluster %q: %v", c.Name, err))
+		}
+		client.mu.Lock()
+		client.made = p
+		client.mu.Unlock()
+		return p
+	})
+	client.kubernetes = sync.OnceValue(func() *kubernetes.Clientset {
+		cs, err := kubernetes.NewForConfigAndClient(cfg, client.parts().httpClient)
+		if err != nil {
+			// Unreachable: the same config and client built the discovery
+			// client, and the rate-limit settings were checked above.
+			panic(fmt.Sprintf("clusterregistry: typed clientset for cluster %q: %v", c.Name, err))
+		}
+		return cs
+	})
+	client.dynamic = sync.OnceValue(func() *dynamic.DynamicClient {
+		dyn, err := dynamic.NewForConfigAndClient(cfg, client.parts().httpClient)
+		if err != nil {
+			panic(fmt.Sprintf("clusterregistry: dynamic client for cluster %q: %v", c.Name, err))
+		}
+		return dyn
+	})
+	return client, nil
+}
+
+// newParts makes a transport of the client's own and a discovery client on it.
+func newParts(cfg *rest.Config) (*clientParts, error) {
 	// One transport per client rather than client-go's shared cache, which
 	// hands one transport to every config with the same TLS settings: the
 	// same cluster after a token rotation, or clusters without a CA of their
@@ -106,40 +161,16 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery client: %w", err)
 	}
-	v, err := dc.ServerVersionWithContext(ctx)
-	if err != nil {
-		utilnet.CloseIdleConnectionsFor(httpClient.Transport)
-		return nil, fmt.Errorf("server version: %w", err)
-	}
-
-	client := &Client{
-		name:       c.Name,
-		config:     cfg,
-		httpClient: httpClient,
-		version:    *v,
-		discovery:  dc,
-	}
-	client.kubernetes = sync.OnceValue(func() *kubernetes.Clientset {
-		cs, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
-		if err != nil {
-			// Unreachable: the same config and client built the discovery
-			// client, and the rate-limit settings were checked above.
-			panic(fmt.Sprintf("clusterregistry: typed clientset for cluster %q: %v", c.Name, err))
-		}
-		return cs
-	})
-	client.dynamic = sync.OnceValue(func() *dynamic.DynamicClient {
-		dyn, err := dynamic.NewForConfigAndClient(cfg, httpClient)
-		if err != nil {
-			panic(fmt.Sprintf("clusterregistry: dynamic client for cluster %q: %v", c.Name, err))
-		}
-		return dyn
-	})
-	return client, nil
+	return &clientParts{httpClient: httpClient, discovery: dc}, nil
 }
 
 // Release closes the client's idle connections, which belong to it alone.
 // Requests still in flight finish on their own.
 func (ClientBuilder) Release(c *Client) {
-	utilnet.CloseIdleConnectionsFor(c.httpClient.Transport)
+	c.mu.Lock()
+	p := c.made
+	c.mu.Unlock()
+	if p != nil {
+		utilnet.CloseIdleConnectionsFor(p.httpClient.Transport)
+	}
 }
