@@ -17,16 +17,19 @@ import (
 // holds a Lease on its client, so the Syncer releases a replaced client only
 // after its worker has stopped.
 //
-// Fleet notices changes by comparing Snapshots every Interval; the Registry
-// hands them out for nothing. Start has the shape of a controller-runtime
-// Runnable; by default a manager runs it on the leader only.
+// Fleet reconciles whenever the Registry sends an event (Registry.Subscribe:
+// a cluster added, updated, removed, failed or recovered), and every
+// Interval as well, to restart work that ended on its own. Reconciling
+// compares the current Snapshot with the workers, so events coalesce and none
+// can be missed. Start has the shape of a controller-runtime Runnable; by
+// default a manager runs it on the leader only.
 type Fleet[T comparable] struct {
 	// Registry is the Registry whose clusters get workers.
 	Registry *clusterregistry.Registry[T]
 	// Work is the per-cluster work. It runs in a goroutine of its own, must
 	// return soon after ctx ends, and must not use client after it returns.
 	Work func(ctx context.Context, cluster string, client T)
-	// Interval is how often the Fleet compares Snapshots. Default: 1s.
+	// Interval is how often the Fleet reconciles without an event. Default: 1s.
 	Interval time.Duration
 	// Clock runs the interval; tests pass a fake one. Default: the real clock.
 	Clock clock.WithTicker
@@ -45,8 +48,9 @@ type worker[T comparable] struct {
 	done   chan struct{} // closed when Work returns
 }
 
-// Start reconciles at once and then every Interval, until ctx ends; then it
-// stops every worker, waits for them and returns nil.
+// Start reconciles at once, then on every event of the Registry and every
+// Interval, until ctx ends; then it stops every worker, waits for them and
+// returns nil.
 func (f *Fleet[T]) Start(ctx context.Context) error {
 	interval, clk := f.Interval, f.Clock
 	if interval <= 0 {
@@ -55,6 +59,24 @@ func (f *Fleet[T]) Start(ctx context.Context) error {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
+	sub := f.Registry.Subscribe()
+	defer sub.Close()
+	changed := make(chan struct{}, 1) // coalesces: one pending reconcile
+	var events sync.WaitGroup
+	defer events.Wait()
+	// Turns events into wake-ups; it ends when ctx does, before Start returns.
+	events.Go(func() {
+		for {
+			if _, err := sub.Next(ctx); err != nil {
+				return
+			}
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	})
+
 	tick := clk.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -64,6 +86,7 @@ func (f *Fleet[T]) Start(ctx context.Context) error {
 			f.stopAll()
 			return nil
 		case <-tick.C():
+		case <-changed:
 		}
 	}
 }

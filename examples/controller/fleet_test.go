@@ -121,7 +121,7 @@ func TestFleetRestartsAWorkerThatEnded(t *testing.T) {
 	assert.Equal(t, 2, runs)
 }
 
-func TestFleetStartReconcilesOnEveryTick(t *testing.T) {
+func TestFleetStartReconcilesOnEvents(t *testing.T) {
 	clock := clocktesting.NewFakeClock(time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC))
 	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("a"))
 	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
@@ -133,12 +133,14 @@ func TestFleetStartReconcilesOnEveryTick(t *testing.T) {
 	go func() { done <- fleet.Start(ctx) }() // joined below
 	require.Eventually(t, func() bool { return rec.client("a") != nil }, 10*time.Second, time.Millisecond)
 
+	// The clock never moves: only the Registry's events can start b's work
+	// and stop a's.
 	source.Upsert(clusterregistrytest.NewCluster("b"))
 	clusterregistrytest.Sync(t, syncer)
-	require.Eventually(t, clock.HasWaiters, 10*time.Second, time.Millisecond)
-	assert.Nil(t, rec.client("b"), "no reconcile before the tick")
-	clock.Step(time.Second)
 	require.Eventually(t, func() bool { return rec.client("b") != nil }, 10*time.Second, time.Millisecond)
+	source.Delete("a")
+	clusterregistrytest.Sync(t, syncer)
+	require.Eventually(t, func() bool { return rec.client("a") == nil }, 10*time.Second, time.Millisecond)
 
 	cancel()
 	require.NoError(t, <-done)
