@@ -7,7 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 MODULES := . test examples source/sqlsource/sqltest
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: demo test test-unit test-e2e lint fuzz bench
+.PHONY: demo test test-unit test-e2e test-examples lint fuzz bench
 
 ## demo: start three local clusters and a dashboard, and change them while it runs
 demo:

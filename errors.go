@@ -40,6 +40,7 @@ type ClusterError struct {
 	NextRetry time.Time
 }
 
+// Error names the cluster and says what went wrong.
 func (e *ClusterError) Error() string { return fmt.Sprintf("cluster %q: %v", e.Cluster, e.Err) }
 
 // Unwrap returns e.Err.
@@ -58,6 +59,7 @@ type FieldError struct {
 	Err error
 }
 
+// Error names the location, if known, and the field.
 func (e *FieldError) Error() string {
 	if e.Location == "" {
 		return fmt.Sprintf("field %s: %v", e.Field, e.Err)

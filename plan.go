@@ -29,7 +29,7 @@ type plan[T any] struct {
 }
 
 // planLocked decides, for every listed cluster, whether to keep its client,
-// build a new one, or record an error; builds are left to buildAll.
+// build a new one, or record an error; builds are left to startBuilds.
 func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
 	var invalid []error
 	var skip map[int]bool // entries whose name is not valid
@@ -466,13 +466,18 @@ func rebase[T any](plans []plan[T], pending []bool, cur *state[T]) {
 	for i := range plans {
 		p := &plans[i]
 		p.old = cur.members[p.desc.Name]
-		if pending[i] {
-			continue
+		if !pending[i] {
+			p.keepOld()
 		}
-		p.build, p.h, p.err = false, nil, nil
-		if p.old != nil && p.old.fail != nil {
-			p.err = p.old.fail.err
-		}
+	}
+}
+
+// keepOld makes p say "leave the cluster as p.old has it": no build, and
+// p.old's failure, if any, as the error (which assemble then keeps as is).
+func (p *plan[T]) keepOld() {
+	p.build, p.h, p.err = false, nil, nil
+	if p.old != nil && p.old.fail != nil {
+		p.err = p.old.fail.err
 	}
 }
 
@@ -485,10 +490,7 @@ func partialView[T any](plans []plan[T], pending []bool) []plan[T] {
 			if p.old == nil {
 				continue
 			}
-			p.build, p.h, p.err = false, nil, nil
-			if p.old.fail != nil {
-				p.err = p.old.fail.err
-			}
+			p.keepOld()
 		}
 		view = append(view, p)
 	}

@@ -7,8 +7,9 @@
 //	cd examples && go run ./controller -kubeconfig path/to/config
 //
 // The manager's own cluster (for leader election, and for controllers of
-// its own) is the kubeconfig's current context. Try it against the demo's
-// clusters: start `go run ./demo`, and pass the kubeconfig path it prints.
+// its own) is the kubeconfig's current context. Try it against local
+// clusters: start `cd test && go run ./cmd/localclusters`, and pass the
+// kubeconfig path it prints.
 //
 // Edit the kubeconfig while it runs (add or remove a context, change a
 // token): within a second or two the Fleet starts, restarts or stops the

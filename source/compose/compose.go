@@ -99,7 +99,8 @@ func (m *merged) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 			m.last[i], m.listed[i] = r.clusters, true
 			lists[i] = r.clusters
 		case m.listed[i]:
-			lists[i] = stale(m.last[i], fmt.Errorf("source %d: %w; keeping its last listing", i, r.err))
+			lists[i] = stale(m.last[i], &clusterregistry.FieldError{Location: fmt.Sprintf("source %d", i), Field: "list",
+				Err: fmt.Errorf("%w; keeping its last listing", r.err)})
 		default:
 			errs = append(errs, fmt.Errorf("source %d: %w", i, r.err))
 		}

@@ -131,7 +131,7 @@ func TestMergeKeepsTheLastListingOfAFailingSource(t *testing.T) {
 	clusters, err := src.List(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []got{
-		{Name: "db", Err: "source 1: database is down; keeping its last listing"},
+		{Name: "db", Err: "source 1: field list: database is down; keeping its last listing"},
 		{Name: "mem", Host: "https://mem"},
 		{Name: "mem2", Host: "https://mem2"},
 	}, summarize(clusters), "the other source's change comes through")

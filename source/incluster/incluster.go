@@ -40,9 +40,12 @@ import (
 
 // Defaults of the options.
 const (
-	DefaultName      = "in-cluster"
+	// DefaultName is the cluster's name.
+	DefaultName = "in-cluster"
+	// DefaultTokenFile is the service account token the pod is given.
 	DefaultTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-	DefaultCAFile    = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+	// DefaultCAFile is the cluster's CA bundle the pod is given.
+	DefaultCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 )
 
 // location is the FieldError.Location of the Source's errors.

@@ -15,8 +15,10 @@ import (
 
 // Defaults of the options.
 const (
+	// DefaultPollInterval is how often files are checked for changes.
 	DefaultPollInterval = 500 * time.Millisecond
-	DefaultSettle       = 250 * time.Millisecond
+	// DefaultSettle is how long new content must stay the same before it is used.
+	DefaultSettle = 250 * time.Millisecond
 	// DefaultMaxSize bounds the size of one kubeconfig file, or of the data
 	// given to Parse: 1 MiB.
 	DefaultMaxSize = kcfg.DefaultMaxSize

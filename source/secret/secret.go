@@ -82,6 +82,7 @@ const (
 	ArgoCD
 )
 
+// String returns the format's name.
 func (f Format) String() string {
 	switch f {
 	case Kubeconfig:

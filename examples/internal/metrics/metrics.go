@@ -34,7 +34,6 @@ import (
 type Metrics struct {
 	clusterregistry.NopObserver
 
-	gatherer      prometheus.Gatherer
 	syncDuration  prometheus.Histogram
 	lockHold      prometheus.Histogram
 	syncErrors    prometheus.Counter
@@ -43,15 +42,13 @@ type Metrics struct {
 	probeDuration *prometheus.HistogramVec
 	healthChanges *prometheus.CounterVec
 	clusters      *prometheus.Desc
-	reg           prometheus.Registerer
+	reg           *prometheus.Registry
 }
 
-// New registers the metrics with reg, which must also be a Gatherer (a
-// *prometheus.Registry) for Handler to serve them.
+// New registers the metrics with reg; Handler serves what reg gathers.
 func New(reg *prometheus.Registry) *Metrics {
 	m := &Metrics{
-		gatherer: reg,
-		reg:      reg,
+		reg: reg,
 		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "clusterregistry_sync_duration_seconds", Help: "Wall time of a sync.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
@@ -93,7 +90,7 @@ func (m *Metrics) WatchClusters(list func() []clusterregistry.ClusterInfo) {
 
 // Handler serves the metrics.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // SyncDone records a sync.

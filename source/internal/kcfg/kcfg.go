@@ -89,11 +89,11 @@ func Decode(data []byte, opts Options) (*File, error) {
 	}
 	js, err := yaml.ToJSON(data)
 	if err != nil {
-		return nil, f.docErr(redact(err))
+		return nil, f.docErr(Redact(err))
 	}
 	var raw clientcmdv1.Config
 	if err := json.Unmarshal(js, &raw); err != nil {
-		return nil, f.docErr(redact(err))
+		return nil, f.docErr(Redact(err))
 	}
 	f.current = raw.CurrentContext
 	f.contexts = raw.Contexts
@@ -104,9 +104,6 @@ func Decode(data []byte, opts Options) (*File, error) {
 
 // IsBlank reports whether data holds nothing but white space.
 func IsBlank(data []byte) bool { return len(strings.TrimSpace(string(data))) == 0 }
-
-// CurrentContext returns the file's current-context.
-func (f *File) CurrentContext() string { return f.current }
 
 // Contexts returns the number of contexts the file lists.
 func (f *File) Contexts() int { return len(f.contexts) }
@@ -407,11 +404,11 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 	}
 	js, err := json.Marshal(clean)
 	if err != nil {
-		return nil, files, f.Err(cf, redact(err))
+		return nil, files, f.Err(cf, Redact(err))
 	}
 	api, err := clientcmd.Load(js)
 	if err != nil {
-		return nil, files, f.Err(cf, redact(err))
+		return nil, files, f.Err(cf, Redact(err))
 	}
 	cfg, err := clientcmd.NewNonInteractiveClientConfig(*api, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
 	if err != nil {
@@ -524,7 +521,7 @@ func (f *File) checkCluster(field string, c clientcmdv1.Cluster) error {
 	c.Extensions = nil // not covered by the policy, and all but one dropped
 	var ac clientcmdapi.Cluster
 	if err := clientcmdv1.Convert_v1_Cluster_To_api_Cluster(&c, &ac, nil); err != nil {
-		return f.Err(field, redact(err))
+		return f.Err(field, Redact(err))
 	}
 	return f.refused(field, "cluster.", f.opts.Policy.CheckKubeconfig(&ac, nil))
 }
@@ -535,7 +532,7 @@ func (f *File) checkUser(field string, u clientcmdv1.AuthInfo) error {
 	u.Extensions = nil
 	var au clientcmdapi.AuthInfo
 	if err := clientcmdv1.Convert_v1_AuthInfo_To_api_AuthInfo(&u, &au, nil); err != nil {
-		return f.Err(field, redact(err))
+		return f.Err(field, Redact(err))
 	}
 	return f.refused(field, "user.", f.opts.Policy.CheckKubeconfig(nil, &au))
 }
@@ -617,9 +614,7 @@ const maxMessage = 300
 // its length bounded. Decoders quote the input they choke on, which may be a
 // credential; line numbers and type names survive. The result does not wrap
 // err, so the original cannot be reached through it.
-func Redact(err error) error { return redact(err) }
-
-func redact(err error) error {
+func Redact(err error) error {
 	msg := quoted.ReplaceAllString(err.Error(), "…")
 	if len(msg) > maxMessage {
 		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "…"
