@@ -177,19 +177,25 @@ func (b *FakeBuilder) Build(ctx context.Context, c clusterregistry.Cluster) (*Fa
 	}
 
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.failures[c.Name]; err != nil {
-		return nil, err
-	}
-	cs, err := newClientset(b.seeds[c.Name])
-	if err != nil {
-		return nil, err // Seed checked the objects; unreachable
-	}
+	failure, seeds := b.failures[c.Name], slices.Clone(b.seeds[c.Name])
 	v, ok := b.versions[c.Name]
+	b.mu.Unlock()
+	if failure != nil {
+		return nil, failure
+	}
 	if !ok {
 		v = DefaultVersion
 	}
+	// Made with no lock held, so that the Syncer's parallel builds stay
+	// parallel.
+	cs, err := newClientset(seeds)
+	if err != nil {
+		return nil, err // Seed checked the objects; unreachable
+	}
 	cs.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &v
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.builds++
 	client := &FakeClient{name: c.Name, config: c.Config, clientset: cs, version: v, build: b.builds}
 	b.built = append(b.built, client)
