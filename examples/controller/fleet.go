@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +44,7 @@ type Fleet[T comparable] struct {
 
 // worker is the running work of one cluster.
 type worker[T comparable] struct {
+	name   string
 	client T
 	lease  *clusterregistry.Lease[T]
 	cancel context.CancelFunc
@@ -104,14 +107,16 @@ func (f *Fleet[T]) Reconcile(ctx context.Context) (started, stopped []string) {
 		f.workers = make(map[string]*worker[T])
 	}
 
+	var stopping []*worker[T]
 	for name, w := range f.workers {
 		current, err := snap.Get(name)
 		if err == nil && current == w.client && !w.ended() {
 			continue // the same client, still at work
 		}
-		f.stopLocked(name, w)
+		stopping = append(stopping, w)
 		stopped = append(stopped, name)
 	}
+	f.stopLocked(stopping)
 	for name := range snap.All() {
 		if _, ok := f.workers[name]; ok {
 			continue
@@ -123,7 +128,7 @@ func (f *Fleet[T]) Reconcile(ctx context.Context) (started, stopped []string) {
 			continue // gone since the snapshot
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		w := &worker[T]{client: lease.Client(), lease: lease, cancel: cancel, done: make(chan struct{})}
+		w := &worker[T]{name: name, client: lease.Client(), lease: lease, cancel: cancel, done: make(chan struct{})}
 		// The worker's goroutine ends when wctx does; stopLocked waits for it.
 		go func() {
 			defer close(w.done)
@@ -156,20 +161,24 @@ func (w *worker[T]) ended() bool {
 	}
 }
 
-// stopLocked stops w, waits for its Work to return, and returns its lease,
-// which lets the Syncer release a client that it has replaced.
-func (f *Fleet[T]) stopLocked(name string, w *worker[T]) {
-	w.cancel()
-	<-w.done
-	w.lease.Release()
-	delete(f.workers, name)
-	f.Log.Info("Stopped worker", "cluster", name)
+// stopLocked stops workers: it cancels them all, then waits for each Work to
+// return and releases its lease, which lets the Syncer release a client that
+// it has replaced. Cancelling first makes stopping many workers take as long
+// as the slowest, not the sum.
+func (f *Fleet[T]) stopLocked(workers []*worker[T]) {
+	for _, w := range workers {
+		w.cancel()
+	}
+	for _, w := range workers {
+		<-w.done
+		w.lease.Release()
+		delete(f.workers, w.name)
+		f.Log.Info("Stopped worker", "cluster", w.name)
+	}
 }
 
 func (f *Fleet[T]) stopAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for name, w := range f.workers {
-		f.stopLocked(name, w)
-	}
+	f.stopLocked(slices.Collect(maps.Values(f.workers)))
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/clusterregistrytest"
 )
 
@@ -119,6 +121,46 @@ func TestFleetRestartsAWorkerThatEnded(t *testing.T) {
 	assert.Equal(t, []string{"a"}, stopped)
 	fleet.stopAll()
 	assert.Equal(t, 2, runs)
+}
+
+// TestFleetStopsWorkersTogether checks that stopping cancels every worker
+// before waiting for any: each worker here returns only once all were
+// cancelled, so stopping them one after another would never finish.
+func TestFleetStopsWorkersTogether(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	var clusters []clusterregistry.Cluster
+	for _, n := range names {
+		clusters = append(clusters, clusterregistrytest.NewCluster(n))
+	}
+	source := clusterregistrytest.NewSource(clusters...)
+	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
+	var cancelled sync.WaitGroup
+	cancelled.Add(len(names))
+	allCancelled := make(chan struct{})
+	go func() { cancelled.Wait(); close(allCancelled) }()
+	var waitedAlone atomic.Bool
+	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: func(ctx context.Context, _ string, _ fake) {
+		<-ctx.Done()
+		cancelled.Done()
+		select {
+		case <-allCancelled:
+		case <-time.After(5 * time.Second): // a bound, so a regression fails rather than hangs
+			waitedAlone.Store(true)
+		}
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started, _ := fleet.Reconcile(ctx)
+	require.Len(t, started, len(names))
+
+	for _, n := range names {
+		source.Delete(n)
+	}
+	clusterregistrytest.Sync(t, syncer)
+	_, stopped := fleet.Reconcile(ctx)
+	assert.Equal(t, names, sorted(stopped))
+	assert.False(t, waitedAlone.Load(), "a worker was waited for before the others were cancelled")
+	assert.Empty(t, fleet.Workers())
 }
 
 func TestFleetStartReconcilesOnEvents(t *testing.T) {
