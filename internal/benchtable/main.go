@@ -86,6 +86,10 @@ func main() {
 				add(fmt.Sprintf("lookup (%s), %d clusters: ours / L", access, n), "≤ 3x, 0 allocs", ours/l <= 3 && allocs == 0,
 					"%.0f / %.0f ns = %.1fx (A %.0f, B %.0f ns), %.0f allocs", ours, l, ours/l, a, b, allocs)
 			}
+			if r, ok := lookup(access, "R", n, "ns/op"); ok && ok1 && ok2 {
+				add(fmt.Sprintf("lookup (%s), %d clusters: ours / R", access, n), "≤ 1.2x", ours/r <= 1.2,
+					"%.0f / %.0f ns = %.2fx (R / L = %.1fx)", ours, r, ours/r, r/l)
+			}
 		}
 		small, ok1 := lookup(access, "ours", 10, "ns/op")
 		big, ok2 := lookup(access, "ours", 10000, "ns/op")
