@@ -207,6 +207,7 @@ func newOurs(b *testing.B, n int, d time.Duration, opts ...clusterregistry.Optio
 	if _, err := s.Sync(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = s.Close() })
 	return s, src
 }
 

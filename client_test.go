@@ -190,6 +190,7 @@ func TestNoCredentialReachesErrorsOrLogs(t *testing.T) {
 		clusterregistry.WithLogger(logger), clusterregistry.WithBuildTimeout(5*time.Second),
 		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{FailureThreshold: 1}))
 	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
 	sub := s.Registry().Subscribe()
 	defer sub.Close()
 	rep, err := s.Sync(context.Background())

@@ -141,6 +141,26 @@ func ExampleSyncer_Sync() {
 	// published false unchanged 1
 }
 
+// A Syncer that only Sync drives, in a command that syncs once, say, is
+// stopped with Close, which releases every client.
+func ExampleSyncer_Close() {
+	source := clusterregistry.NewMemorySource(
+		clusterregistry.Cluster{Name: "a", Config: &rest.Config{Host: "https://a.example"}})
+	syncer, _ := clusterregistry.NewSyncer(source, clusterregistry.BuilderFuncs[string]{
+		BuildFunc:   hostBuilder.BuildFunc,
+		ReleaseFunc: func(host string) { fmt.Println("released", host) },
+	})
+	_, _ = syncer.Sync(context.Background())
+	if err := syncer.Close(); err != nil {
+		log.Fatal(err)
+	}
+	_, err := syncer.Registry().Get("a")
+	fmt.Println(errors.Is(err, clusterregistry.ErrClusterNotFound))
+	// Output:
+	// released https://a.example
+	// true
+}
+
 // SourceFunc turns any function into a source: here, a fixed list.
 func ExampleSourceFunc() {
 	source := clusterregistry.SourceFunc(func(ctx context.Context) ([]clusterregistry.Cluster, error) {

@@ -33,7 +33,8 @@ import (
 //
 // NewSyncer starts nothing (the zero Syncer is not usable). Run starts the
 // periodic loop and blocks until its context ends, then releases every
-// client; it has the shape of a controller-runtime Runnable. Run also waits
+// client; it has the shape of a controller-runtime Runnable. A Syncer that
+// only Sync drives is stopped by Close instead. Run also waits
 // for builds that overran their deadline, so a Builder that never returns
 // keeps Run from returning. Sync, Trigger and WaitForFirstSync may be
 // called from any goroutine.
@@ -55,7 +56,8 @@ type Syncer[T any] struct {
 
 	syncMu    sync.Mutex // serializes syncs; protects the fields below
 	stopped   bool
-	started   bool
+	started   bool      // Run or Close was called
+	closed    bool      // Close was called
 	nextRetry time.Time // earliest backoff retry of a failing cluster; zero if none
 
 	// releases tracks the retired clients that wait for their leases, and
@@ -182,8 +184,12 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 // Run may be called once.
 func (s *Syncer[T]) Run(ctx context.Context) error {
 	s.syncMu.Lock()
-	if s.started || s.stopped {
+	if s.started {
+		closed := s.closed
 		s.syncMu.Unlock()
+		if closed {
+			return fmt.Errorf("clusterregistry: Syncer.Run after Close: %w", ErrStopped)
+		}
 		return errors.New("clusterregistry: Syncer.Run called twice")
 	}
 	s.started = true
@@ -238,6 +244,28 @@ func (s *Syncer[T]) Run(ctx context.Context) error {
 
 	stopWatch()
 	watchers.Wait()
+	s.shutdown()
+	return nil
+}
+
+// Close stops a Syncer that Run does not drive (one kept current by calling
+// Sync): it waits for a running sync, empties the Registry and releases
+// every client, waiting for leases up to the drain timeout, as Run does when
+// its context ends. Later calls of Sync return ErrStopped, and Run refuses to
+// start. Close may be called more than once; only the first does anything.
+// It returns an error if Run was called: Run's context stops that Syncer.
+func (s *Syncer[T]) Close() error {
+	s.syncMu.Lock()
+	if s.started {
+		closed := s.closed
+		s.syncMu.Unlock()
+		if closed {
+			return nil
+		}
+		return errors.New("clusterregistry: Syncer.Close of a Syncer that Run drives; cancel Run's context instead")
+	}
+	s.started, s.closed = true, true
+	s.syncMu.Unlock()
 	s.shutdown()
 	return nil
 }

@@ -159,6 +159,49 @@ func TestRunSyncsOnTheIntervalAndReleasesEverythingOnStop(t *testing.T) {
 	assert.Error(t, s.Run(context.Background()), "Run may be called once")
 }
 
+func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Hour))
+	f.src.Set(cluster("a", "https://a"), cluster("b", "https://b"))
+	f.sync(t)
+	lease, err := f.reg.Lease("a")
+	require.NoError(t, err)
+
+	closed := make(chan error, 1)
+	go func() { closed <- f.syncer.Close() }()
+	require.Eventually(t, func() bool { return f.builder.releasedCount() == 1 }, 10*time.Second, time.Millisecond,
+		"b is released at once")
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a lease was held")
+	case <-time.After(50 * time.Millisecond):
+	}
+	lease.Release()
+	require.NoError(t, <-closed)
+	assert.Equal(t, 2, f.builder.releasedCount(), "every client is released when Close returns")
+	_, err = f.reg.Get("a")
+	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
+	assert.ErrorIs(t, f.reg.Snapshot().SourceErr(), clusterregistry.ErrStopped)
+
+	_, err = f.syncer.Sync(context.Background())
+	assert.ErrorIs(t, err, clusterregistry.ErrStopped)
+	assert.ErrorIs(t, f.syncer.Run(context.Background()), clusterregistry.ErrStopped, "Run after Close")
+	assert.NoError(t, f.syncer.Close(), "a second Close does nothing")
+}
+
+func TestCloseRefusesASyncerThatRunDrives(t *testing.T) {
+	f := newFixture(t)
+	f.src.Set(cluster("a", "https://a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.syncer.Run(ctx) }()
+	require.NoError(t, f.syncer.WaitForFirstSync(ctx))
+	assert.Error(t, f.syncer.Close())
+	_, err := f.reg.Get("a")
+	assert.NoError(t, err, "a refused Close leaves Run's clusters in place")
+	cancel()
+	require.NoError(t, <-done)
+}
+
 func TestRunWaitsForLeasesBeforeReturning(t *testing.T) {
 	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Hour))
 	f.src.Set(cluster("a", "https://a"))
