@@ -16,12 +16,12 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 )
 
 // Merge returns a source that lists the clusters of all sources, sorted by
@@ -30,9 +30,12 @@ import (
 // source must allow concurrent Lists if the merged source is listed
 // concurrently.
 //
-// A name listed by two or more sources is listed once, with Err set to a
-// *clusterregistry.FieldError that names the sources (by their position in
-// the arguments, from 0); the other clusters carry on.
+// A name listed by two or more sources is listed once, with no Config and
+// with Err set to a *clusterregistry.FieldError that names the sources by
+// their position in the arguments, from 0 ("source 0"); it keeps the labels
+// of the first source's entry, so that a Filter by label keeps the error in
+// view. The other clusters carry on. A name that one source lists twice is
+// passed on as it is, for the Syncer to report.
 //
 // When a source's List fails, the merged List keeps that source's last good
 // listing, with the failure as the Err of each of its clusters: the Syncer
@@ -99,7 +102,7 @@ func (m *merged) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 			m.last[i], m.listed[i] = r.clusters, true
 			lists[i] = r.clusters
 		case m.listed[i]:
-			lists[i] = stale(m.last[i], &clusterregistry.FieldError{Location: fmt.Sprintf("source %d", i), Field: "list",
+			lists[i] = stale(m.last[i], &clusterregistry.FieldError{Location: sourceLocation(i), Field: "list",
 				Err: fmt.Errorf("%w; keeping its last listing", r.err)})
 		default:
 			errs = append(errs, fmt.Errorf("source %d: %w", i, r.err))
@@ -122,50 +125,18 @@ func stale(clusters []clusterregistry.Cluster, err error) []clusterregistry.Clus
 }
 
 // mergeLists merges the listings of the sources, sorted by name; a name that
-// several sources list becomes one cluster with an error.
+// several sources list becomes one cluster with an error (dedup.Clusters).
 func mergeLists(lists [][]clusterregistry.Cluster) []clusterregistry.Cluster {
-	sources := map[string][]int{} // name: the sources that list it
-	var out []clusterregistry.Cluster
+	var defs []dedup.Def
 	for i, l := range lists {
 		for _, c := range l {
-			s := sources[c.Name]
-			if len(s) == 0 || s[len(s)-1] != i {
-				sources[c.Name] = append(s, i)
-			}
-			out = append(out, c)
+			defs = append(defs, dedup.Def{Cluster: c, Location: sourceLocation(i), Field: "name"})
 		}
 	}
-	slices.SortStableFunc(out, func(a, b clusterregistry.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	// Entries of one name are adjacent now; replace clashes by one entry.
-	return slices.CompactFunc(clash(out, sources), func(a, b clusterregistry.Cluster) bool {
-		return a.Name == b.Name && len(sources[a.Name]) > 1
-	})
+	return dedup.Clusters(defs)
 }
 
-// clash sets the error of every entry whose name several sources list.
-func clash(clusters []clusterregistry.Cluster, sources map[string][]int) []clusterregistry.Cluster {
-	for i, c := range clusters {
-		s := sources[c.Name]
-		if len(s) < 2 {
-			continue
-		}
-		idx := make([]string, len(s))
-		for j, n := range s {
-			idx[j] = strconv.Itoa(n)
-		}
-		// The labels of the first entry stay, so that a Filter by label
-		// keeps the error in view.
-		clusters[i] = clusterregistry.Cluster{
-			Name:   c.Name,
-			Labels: c.Labels,
-			Err: &clusterregistry.FieldError{
-				Field: "name",
-				Err:   fmt.Errorf("listed by sources %s", strings.Join(idx, " and ")),
-			},
-		}
-	}
-	return clusters
-}
+func sourceLocation(i int) string { return "source " + strconv.Itoa(i) }
 
 // Watch runs the Watch of every part that is a Watcher.
 func (w watchingMerged) Watch(ctx context.Context, changed func()) error {

@@ -83,7 +83,7 @@ func TestMerge(t *testing.T) {
 			want: []got{
 				{Name: "a", Host: "https://a"},
 				{Name: "b", Host: "https://b"},
-				{Name: "x", Err: "field name: listed by sources 0 and 2"},
+				{Name: "x", Err: `source 0: field name: cluster "x" is also defined by source 2`},
 			},
 		},
 		{
@@ -293,5 +293,5 @@ func TestSyncerOverAMerge(t *testing.T) {
 	h, err := reg.Get("b")
 	require.NoError(t, err, "the clash keeps the last good client")
 	assert.Equal(t, "https://b", h)
-	assert.ErrorContains(t, reg.Err("b"), "listed by sources 0 and 1")
+	assert.ErrorContains(t, reg.Err("b"), `cluster "b" is also defined by source 1`)
 }

@@ -40,7 +40,7 @@ func Example() {
 	_, watches := src.(clusterregistry.Watcher)
 	fmt.Println("watcher:", watches)
 	// Output:
-	// dev error: field name: listed by sources 0 and 1
+	// dev error: source 0: field name: cluster "dev" is also defined by source 1
 	// prod https://prod.example
 	// watcher: true
 }

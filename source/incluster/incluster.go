@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"os"
@@ -36,6 +35,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
 // Defaults of the options.
@@ -193,7 +193,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 
 	// Check the token file now, so that a missing one is an error of the
 	// description rather than of every request.
-	if err := checkFile(o.tokenFile); err != nil {
+	if err := kcfg.CheckFile(o.tokenFile); err != nil {
 		c.Err = fieldErr("tokenFile", err)
 		return []clusterregistry.Cluster{c}, nil
 	}
@@ -233,42 +233,15 @@ func refusal(err error) error {
 	return fieldErr(field, fe.Err)
 }
 
-// checkFile checks that path is a readable regular file, without reading it.
-func checkFile(path string) error {
-	fh, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	fi, err := fh.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	return nil
-}
-
-const maxCASize = 1 << 20
-
+// readCA reads the CA bundle: a regular file (kcfg.ReadSmallFile refuses
+// anything else, and reads from the very file it checked), not empty.
 func readCA(path string) ([]byte, error) {
-	if err := checkFile(path); err != nil {
-		return nil, err
-	}
-	fh, err := os.Open(path)
+	data, err := kcfg.ReadSmallFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxCASize+1))
-	switch {
-	case err != nil:
-		return nil, err
-	case len(data) == 0:
+	if len(data) == 0 {
 		return nil, fmt.Errorf("%s is empty", path)
-	case len(data) > maxCASize:
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxCASize)
 	}
 	return data, nil
 }

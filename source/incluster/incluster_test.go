@@ -41,6 +41,13 @@ func serviceAccount(t *testing.T, token, ca string) (string, string) {
 	return tokenFile, caFile
 }
 
+func emptyFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	return path
+}
+
 func TestList(t *testing.T) {
 	tokenFile, caFile := serviceAccount(t, "tok-s3cr3t", "ca-bytes")
 	inCluster := map[string]string{"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
@@ -93,6 +100,16 @@ func TestList(t *testing.T) {
 		{
 			name: "no CA file",
 			give: []incluster.Option{getenv(inCluster), incluster.WithTokenFile(tokenFile), incluster.WithCAFile(filepath.Join(t.TempDir(), "none"))},
+			want: []want{{Name: "in-cluster", Field: "caFile"}},
+		},
+		{
+			name: "empty CA file",
+			give: []incluster.Option{getenv(inCluster), incluster.WithTokenFile(tokenFile), incluster.WithCAFile(emptyFile(t))},
+			want: []want{{Name: "in-cluster", Field: "caFile"}},
+		},
+		{
+			name: "CA path is a directory",
+			give: []incluster.Option{getenv(inCluster), incluster.WithTokenFile(tokenFile), incluster.WithCAFile(t.TempDir())},
 			want: []want{{Name: "in-cluster", Field: "caFile"}},
 		},
 		{

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
@@ -21,9 +22,10 @@ import (
 // subdirectories are skipped, which also skips the "..data" entries of a
 // mounted ConfigMap or Secret while following its symlinks.
 //
-// A context name defined by two or more files is listed once, with Err set
-// to a *clusterregistry.FieldError that names the files; other names carry
-// on. Each file's current-context is marked default, so a directory of
+// A cluster name that two or more contexts give (in two files, or in one
+// file by WithRename) is listed once, with no Config and with Err set to a
+// *clusterregistry.FieldError that names the first file and context and
+// every other; other names carry on. Each file's current-context is marked default, so a directory of
 // several files usually has an ambiguous default: use WithDefault.
 //
 // A Dir is a clusterregistry.Watcher. All methods are safe for concurrent
@@ -31,8 +33,6 @@ import (
 type Dir struct {
 	p   poller
 	dir string
-
-	dirErr error // latest error reading the directory; guarded by p.mu
 }
 
 var _ clusterregistry.Watcher = (*Dir)(nil)
@@ -57,6 +57,10 @@ func NewDir(dir string, opts ...Option) (*Dir, error) {
 // name. It fails when the directory cannot be read, a file has never been
 // usable since the Dir was made, or the directory holds more files or
 // contexts than WithMaxClusters; the Syncer then keeps its last good state.
+//
+// List reads the directory unless a poll of it (the watch's, or another
+// List's) is running: then it returns at once what the poll before that one
+// found, and the watch reports whatever the running poll finds.
 func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -66,10 +70,6 @@ func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		return nil, err
 	}
 
-	type origin struct {
-		path    string
-		cluster clusterregistry.Cluster
-	}
 	n := 0
 	for _, f := range files {
 		n += f.Contexts()
@@ -77,60 +77,37 @@ func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if n > d.p.opts.maxClusters {
 		return nil, fmt.Errorf("kubeconfig directory: %d contexts: %w", n, kcfg.TooMany(d.p.opts.maxClusters))
 	}
-	byName := map[string][]origin{}
+	var defs []dedup.Def
 	for _, path := range slices.Sorted(maps.Keys(files)) {
-		for _, c := range kcfg.Merge(files[path]).Clusters() {
-			byName[c.Name] = append(byName[c.Name], origin{path, c})
-		}
+		defs = append(defs, kcfg.Merge(files[path]).Defs()...)
 	}
-	out := make([]clusterregistry.Cluster, 0, len(byName))
-	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		o := byName[name]
-		if len(o) == 1 {
-			out = append(out, o[0].cluster)
-			continue
-		}
-		others := make([]string, 0, len(o)-1)
-		for _, x := range o[1:] {
-			others = append(others, x.path)
-		}
-		out = append(out, clusterregistry.Cluster{
-			Name: name,
-			Err: &clusterregistry.FieldError{
-				Location: o[0].path,
-				Field:    "contexts[" + name + "]",
-				Err:      fmt.Errorf("also defined in %s", strings.Join(others, ", ")),
-			},
-		})
-	}
+	out := dedup.Clusters(defs)
 	applyDefault(out, d.p.opts.defaultName)
 	return out, nil
 }
 
-// Watch checks the directory and its files every poll interval and calls
-// changed when a file was added, changed or removed (once settled), when a
-// certificate file they refer to changed, or when the directory became
-// unreadable or readable again. It blocks until ctx is done and returns nil.
+// Watch calls changed once, then checks the directory and its files every
+// poll interval and calls changed when a file was added, changed or removed
+// (once settled), when a certificate file they refer to changed, or when the
+// directory became unreadable or readable again. It blocks until ctx is done
+// and returns nil.
 func (d *Dir) Watch(ctx context.Context, changed func()) error {
 	return d.p.watch(ctx, changed, d.refreshLocked)
 }
 
 func (d *Dir) load() (map[string]*kcfg.File, error) {
-	d.p.mu.Lock()
-	defer d.p.mu.Unlock()
-	d.refreshLocked()
-	if d.dirErr != nil {
-		return nil, d.dirErr
+	v := d.p.list(d.refreshLocked)
+	if v.err != nil {
+		return nil, v.err
 	}
-	files := make(map[string]*kcfg.File, len(d.p.files))
+	files := make(map[string]*kcfg.File, len(v.files))
 	var errs []error
-	for path, t := range d.p.files {
-		f, err := t.current()
+	for path, l := range v.files {
 		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case f != nil:
-			files[path] = f
+		case l.err != nil:
+			errs = append(errs, l.err)
+		case l.file != nil:
+			files[path] = l.file
 		}
 	}
 	if len(errs) > 0 {
@@ -147,14 +124,14 @@ func (d *Dir) refreshLocked() {
 	if err == nil && len(paths) > d.p.opts.maxClusters {
 		err = fmt.Errorf("%d files: %w", len(paths), kcfg.TooMany(d.p.opts.maxClusters))
 	}
-	if (err == nil) != (d.dirErr == nil) {
+	if (err == nil) != (d.p.listErr == nil) {
 		d.p.version++
 	}
 	if err != nil {
-		d.dirErr = fmt.Errorf("kubeconfig directory: %w", err)
+		d.p.listErr = fmt.Errorf("kubeconfig directory: %w", err)
 		return
 	}
-	d.dirErr = nil
+	d.p.listErr = nil
 	d.p.refreshLocked(paths, false)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,9 +83,31 @@ func TestDirNameClashIsAnErrorForThatNameOnly(t *testing.T) {
 	assert.Equal(t, []got{
 		{Name: "a", Host: "https://a.example", Default: true},
 		{Name: "b", Host: "https://b.example"},
-		{Name: "shared", Err: one + "|contexts[shared]"},
+		{Name: "shared", Err: one + "|contexts[shared].name"},
 	}, summarize(t, clusters))
-	assert.ErrorContains(t, clusters[2].Err, "also defined in "+two)
+	assert.ErrorContains(t, clusters[2].Err, `cluster "shared" is also defined by `+two)
+}
+
+// TestDirNameClashNamesEveryContext renames a file's current-context onto a
+// name that the file and another file also define: one error names all
+// three contexts, and no file's current-context makes it the default; only
+// WithDefault does.
+func TestDirNameClashNamesEveryContext(t *testing.T) {
+	dir := t.TempDir()
+	one, two := filepath.Join(dir, "one"), filepath.Join(dir, "two")
+	writeFile(t, one, kubeconfigYAML("old-shared", ctxSpec{"old-shared", "https://o.example"}, ctxSpec{"shared", "https://s1.example"}))
+	writeFile(t, two, kubeconfigYAML("", ctxSpec{"shared", "https://s2.example"}))
+	rename := kubeconfig.WithRename(func(c string) string { return strings.TrimPrefix(c, "old-") })
+
+	d, _ := newDir(t, dir, rename)
+	clusters := list(t, d)
+	assert.Equal(t, []got{{Name: "shared", Err: one + "|contexts[old-shared].name"}}, summarize(t, clusters))
+	assert.EqualError(t, clusters[0].Err, one+`: field contexts[old-shared].name: cluster "shared" is also defined by `+
+		"field contexts[shared].name; "+two+", field contexts[shared].name")
+	assert.Nil(t, clusters[0].Config)
+
+	d, _ = newDir(t, dir, rename, kubeconfig.WithDefault("shared"))
+	assert.Equal(t, []got{{Name: "shared", Default: true, Err: one + "|contexts[old-shared].name"}}, summarize(t, list(t, d)))
 }
 
 func TestDirWithDefault(t *testing.T) {

@@ -1,12 +1,11 @@
 package kubeconfig
 
-// Polls returns how many polls the Watch calls on w have finished.
-func Polls(w any) int64 {
-	switch w := w.(type) {
-	case *Source:
-		return w.p.polls.Load()
-	case *Dir:
-		return w.p.polls.Load()
-	}
-	panic("not a Source or Dir")
+// ReadFile is how a Source or Dir reads a file unless WithReadFile says
+// otherwise.
+var ReadFile = readFile
+
+// WithReadFile makes a Source or Dir read every file with read, so that a
+// test can hold a poll in the middle of its reads.
+func WithReadFile(read func(path string, limit int64) ([]byte, error)) Option {
+	return optionFunc(func(o *options) { o.readFile = read })
 }

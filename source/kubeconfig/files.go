@@ -31,7 +31,8 @@ type content struct {
 }
 
 // tracked follows one file: what was last seen on disk, the content in use,
-// and a newer content that waits to settle. Its owner's mutex guards it.
+// and a newer content that waits to settle. It belongs to the poll that holds
+// its poller's mu.
 type tracked struct {
 	path     string
 	required bool  // a missing file is an error rather than an empty one
@@ -56,16 +57,16 @@ type tracked struct {
 	pendingSince time.Time
 }
 
-// look checks the file, and reads it unless its size and modification time
-// show it unchanged.
-func (t *tracked) look() content {
+// look checks the file, and reads it with read unless its size and
+// modification time show it unchanged.
+func (t *tracked) look(read func(path string, limit int64) ([]byte, error)) content {
 	fi, err := os.Stat(t.path)
 	switch {
 	case err != nil:
 	case fi.IsDir():
 		err = fmt.Errorf("%s is a directory", t.path)
 	case fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0:
-		// A read could block for ever, with the poller's lock held.
+		// A read could block for ever, and every later poll with it.
 		err = fmt.Errorf("%s is not a regular file", t.path)
 	case fi.Mode().IsRegular() && fi.Size() > t.maxSize:
 		err = fmt.Errorf("%s: %d bytes: %w", t.path, fi.Size(), kcfg.TooBig(t.maxSize))
@@ -80,7 +81,7 @@ func (t *tracked) look() content {
 	// Wall time, as the file system's timestamps; it decides only whether
 	// to trust them next time, never how long anything waits.
 	readAt := time.Now()
-	data, err := readFile(t.path, t.maxSize)
+	data, err := read(t.path, t.maxSize)
 	if err != nil {
 		t.statOK = false
 		return t.fail(err)
@@ -120,27 +121,27 @@ func (t *tracked) fail(err error) content {
 }
 
 // observe looks at the file and decides whether its content is now the one
-// in use: at once the first time (first is set) or when settle is zero,
-// otherwise once the same new content has been seen for settle. It reports
+// in use: at once the first time (first is set) or when o.settle is zero,
+// otherwise once the same new content has been seen for o.settle. It reports
 // whether the content in use changed.
-func (t *tracked) observe(now time.Time, first bool, settle time.Duration, decode func([]byte) (*kcfg.File, error)) bool {
-	c := t.look()
+func (t *tracked) observe(now time.Time, first bool, o *options) bool {
+	c := t.look(o.readFile)
 	if t.accepted && c.key == t.acceptedKey {
 		t.pending = false
 		return false
 	}
 	// A file that was missing from the start has nothing to protect.
-	if !first && settle > 0 && (t.accepted || !c.missing) {
+	if !first && o.settle > 0 && (t.accepted || !c.missing) {
 		if !t.pending || t.pendingKey != c.key {
 			t.pending, t.pendingKey, t.pendingSince = true, c.key, now
 			return false
 		}
-		if now.Sub(t.pendingSince) < settle {
+		if now.Sub(t.pendingSince) < o.settle {
 			return false
 		}
 	}
 	t.pending = false
-	t.accept(c, decode)
+	t.accept(c, o.decoder(t.path))
 	return true
 }
 
@@ -199,31 +200,93 @@ func (t *tracked) current() (*kcfg.File, error) {
 }
 
 // poller is the part that Source and Dir share: the tracked files, the files
-// they refer to, and the watch loop.
+// they refer to, the view that List reads, and the watch loop.
+//
+// A poll holds mu, and no other lock, while it looks at the disk (stat,
+// read, decode), then publishes a view of what it found. Polls run one at a
+// time, so none sees another's bookkeeping half done, and List reads only
+// whole views. List and the watch never wait on each other for a read: a
+// List that finds a poll running returns the view of the poll before it
+// (see list).
 type poller struct {
 	opts options
 
-	// mu protects the fields below. It is held across the file system calls
-	// of a refresh: they touch small local files, and holding it makes
-	// concurrent Lists and the watch see one sequence of contents.
+	// mu serializes polls and protects the fields below it. A poll holds it
+	// while it stats, reads and decodes files, which for a Dir of many big
+	// files takes a while: nothing that serves a caller may wait for it once
+	// a view has been published.
 	mu      sync.Mutex
 	files   map[string]*tracked
 	refs    map[string]*tracked // files that the kubeconfigs refer to
 	started bool                // a refresh has run: later contents settle
 	version uint64              // counts changes of the contents in use, whoever saw them
+	listErr error               // why the paths to poll could not be listed (a Dir's directory)
 
-	polls atomic.Int64 // polls done by Watch, for tests
+	// view is what the latest poll found. Polls store it, with mu held;
+	// it is read with no lock, and never changed once stored.
+	view atomic.Pointer[view]
+}
+
+// A view is what one poll found: the error that kept it from listing the
+// paths, or the File (or error) that each tracked path gives List. It is
+// immutable.
+type view struct {
+	version uint64 // the poller's version when it was made
+	err     error
+	files   map[string]listed // paths with nothing to list are left out
+}
+
+// listed is what one path gives List: what tracked.current returns.
+type listed struct {
+	file *kcfg.File
+	err  error
 }
 
 func newPoller(o options) poller {
 	return poller{opts: o, files: map[string]*tracked{}, refs: map[string]*tracked{}}
 }
 
+// list runs a poll, refreshLocked with p.mu held, and returns its view. If
+// another poll is running, it returns the view of the latest finished poll
+// instead, at once: a List must not wait for a directory's worth of reads,
+// and whatever the running poll finds it counts in p.version, which the
+// watch reports. Only a List that comes before any view waits.
+func (p *poller) list(refreshLocked func()) *view {
+	if !p.mu.TryLock() {
+		if v := p.view.Load(); v != nil {
+			return v
+		}
+		p.mu.Lock()
+	}
+	defer p.mu.Unlock()
+	refreshLocked()
+	return p.publishLocked()
+}
+
+// publishLocked stores and returns the view of the tracked files, reusing
+// the stored one when no content in use changed since. p.mu must be held.
+func (p *poller) publishLocked() *view {
+	// Every change of what current returns comes with a new p.version.
+	if v := p.view.Load(); v != nil && v.version == p.version && v.err == nil && p.listErr == nil {
+		return v
+	}
+	v := &view{version: p.version, err: p.listErr}
+	if v.err == nil {
+		v.files = make(map[string]listed, len(p.files))
+		for path, t := range p.files {
+			if f, err := t.current(); f != nil || err != nil {
+				v.files[path] = listed{file: f, err: err}
+			}
+		}
+	}
+	p.view.Store(v)
+	return v
+}
+
 // refreshLocked observes the files at paths (and drops those no longer
 // wanted once they are gone), counting a change of any content in use in
 // p.version. p.mu must be held.
 func (p *poller) refreshLocked(paths []string, required bool) {
-	decode := p.opts.decoder
 	now := p.opts.clock.Now()
 	first := !p.started
 	p.started = true
@@ -234,7 +297,7 @@ func (p *poller) refreshLocked(paths []string, required bool) {
 			t = &tracked{path: path, required: required, maxSize: p.opts.maxSize}
 			p.files[path] = t
 		}
-		if t.observe(now, first, p.opts.settle, decode(path)) {
+		if t.observe(now, first, &p.opts) {
 			changed = true
 		}
 	}
@@ -249,7 +312,7 @@ func (p *poller) refreshLocked(paths []string, required bool) {
 			}
 			// A file that left the directory listing goes once its absence
 			// has settled, as any other change.
-			if t.observe(now, first, p.opts.settle, decode(path)) {
+			if t.observe(now, first, &p.opts) {
 				changed = true
 			}
 			if t.accepted && t.seen.missing && t.good == nil && t.err == nil {
@@ -279,11 +342,11 @@ func (p *poller) refsLocked() {
 		if !ok {
 			t = &tracked{path: path, maxSize: p.opts.maxSize}
 			p.refs[path] = t
-			t.look()
+			t.look(p.opts.readFile)
 			continue
 		}
 		before := t.seen.key
-		if t.look().key != before {
+		if t.look(p.opts.readFile).key != before {
 			changed = true
 		}
 	}
@@ -297,15 +360,21 @@ func (p *poller) refsLocked() {
 	}
 }
 
-// watch polls every interval until ctx is done, and calls changed when the
-// contents in use changed since the previous poll, whether this poll or a
-// List in between noticed it. refresh runs with p.mu held.
+// watch calls changed once, then polls an interval after the end of each
+// poll until ctx is done, calling changed when the contents in use changed
+// since the previous poll, whether this poll or a List in between noticed
+// it. refreshLocked runs with p.mu held.
 func (p *poller) watch(ctx context.Context, changed func(), refreshLocked func()) error {
-	t := p.opts.clock.NewTicker(p.opts.pollInterval)
+	// A timer set after each poll rather than a ticker: a poll that takes
+	// longer than the interval is not followed at once by the next one.
+	t := p.opts.clock.NewTimer(p.opts.pollInterval)
 	defer t.Stop()
 	p.mu.Lock()
 	seen := p.version
 	p.mu.Unlock()
+	// As a Watcher must: what changed before seen was taken is for the next
+	// List to find, and nothing would tell the caller about it.
+	changed()
 	for {
 		select {
 		case <-ctx.Done():
@@ -315,13 +384,13 @@ func (p *poller) watch(ctx context.Context, changed func(), refreshLocked func()
 		p.mu.Lock()
 		refreshLocked()
 		p.refsLocked()
-		v := p.version
+		v := p.publishLocked().version
 		p.mu.Unlock()
 		// Outside the lock: changed is the caller's code.
 		if v != seen {
 			seen = v
 			changed()
 		}
-		p.polls.Add(1)
+		t.Reset(p.opts.pollInterval)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	fakeclock "k8s.io/utils/clock/testing"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
 const (
@@ -142,17 +141,29 @@ func startWatch(t testing.TB, src clusterregistry.Watcher, clk *fakeclock.FakeCl
 	w := &watcher{t: t, src: src, clk: clk, stop: cancel, done: make(chan error, 1)}
 	go func() { w.done <- src.Watch(ctx, func() { w.changes.Add(1) }) }()
 	t.Cleanup(w.close)
-	// The watch has started once its ticker waits on the clock.
-	require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond)
+	// The watch has started once it has called changed, as a Watcher must,
+	// and its timer waits on the clock. Tests count the changes after that.
+	require.Eventually(t, func() bool { return w.changes.Load() == 1 && clk.HasWaiters() }, 5*time.Second, time.Millisecond)
+	w.changes.Store(0)
 	return w
 }
 
 // poll moves the clock by one interval and waits until the watch has polled.
 func (w *watcher) poll() {
 	w.t.Helper()
-	before := kubeconfig.Polls(w.src)
-	w.clk.Step(interval)
-	require.Eventually(w.t, func() bool { return kubeconfig.Polls(w.src) > before }, 5*time.Second, 100*time.Microsecond)
+	stepAndWait(w.t, w.clk)
+}
+
+// stepAndWait moves clk by one poll interval and waits until the watch on it
+// has polled and called changed if it had to. The watch's timer fires at
+// the step, which takes it off the clock's waiters, and is set again only
+// once the poll is done.
+func stepAndWait(t testing.TB, clk *fakeclock.FakeClock) {
+	t.Helper()
+	n := clk.Waiters()
+	require.NotZero(t, n, "no watch waits on the clock")
+	clk.Step(interval)
+	require.Eventually(t, func() bool { return clk.Waiters() == n }, 5*time.Second, 100*time.Microsecond)
 }
 
 // close stops the watch and waits for Watch to return.

@@ -46,6 +46,7 @@ type options struct {
 	rename       func(string) string
 	maxSize      int64
 	maxClusters  int
+	readFile     func(path string, limit int64) ([]byte, error) // tests slow it down
 }
 
 // defaultOptions returns the defaults, with policy as the trust policy:
@@ -60,6 +61,7 @@ func defaultOptions(policy clusterregistry.TrustPolicy) options {
 		policy:       policy,
 		maxSize:      DefaultMaxSize,
 		maxClusters:  DefaultMaxClusters,
+		readFile:     readFile,
 	}
 }
 

@@ -78,6 +78,10 @@ func (s *Source) Paths() []string { return slices.Clone(s.paths) }
 // does not parse, cannot be read, is bigger than WithMaxSize, or is the
 // missing WithPath file), and when the files hold more contexts than
 // WithMaxClusters.
+//
+// List reads the files unless a poll of them (the watch's, or another
+// List's) is running: then it returns at once what the poll before that one
+// found, and the watch reports whatever the running poll finds.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -97,9 +101,9 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	return clusters, nil
 }
 
-// Watch checks the files every poll interval and calls changed when a file's
-// content in use changed, or a certificate file it refers to did. It blocks
-// until ctx is done and returns nil.
+// Watch calls changed once, then checks the files every poll interval and
+// calls changed when a file's content in use changed, or a certificate file
+// it refers to did. It blocks until ctx is done and returns nil.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
 	return s.p.watch(ctx, changed, func() {
 		s.p.refreshLocked(s.paths, s.required)
@@ -107,18 +111,15 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 }
 
 func (s *Source) load() ([]*kcfg.File, error) {
-	s.p.mu.Lock()
-	defer s.p.mu.Unlock()
-	s.p.refreshLocked(s.paths, s.required)
+	v := s.p.list(func() { s.p.refreshLocked(s.paths, s.required) })
 	var files []*kcfg.File
 	var errs []error
 	for _, path := range s.paths {
-		f, err := s.p.files[path].current()
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case f != nil:
-			files = append(files, f)
+		switch l := v.files[path]; {
+		case l.err != nil:
+			errs = append(errs, l.err)
+		case l.file != nil:
+			files = append(files, l.file)
 		}
 	}
 	if len(errs) > 0 {

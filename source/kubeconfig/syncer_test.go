@@ -17,7 +17,6 @@ import (
 	fakeclock "k8s.io/utils/clock/testing"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
 // hostBuilder builds a "client" that is the cluster's host: it needs no
@@ -44,15 +43,6 @@ func runSyncer(t *testing.T, src clusterregistry.ClusterSource) *clusterregistry
 	return s.Registry()
 }
 
-// stepAndWait moves the clock by one poll interval and waits until the watch
-// of src has polled.
-func stepAndWait(t *testing.T, src any, clk *fakeclock.FakeClock) {
-	t.Helper()
-	before := kubeconfig.Polls(src)
-	clk.Step(interval)
-	require.Eventually(t, func() bool { return kubeconfig.Polls(src) > before }, 5*time.Second, 100*time.Microsecond)
-}
-
 func waitForHost(t *testing.T, reg *clusterregistry.Registry[string], name, host string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
@@ -73,8 +63,8 @@ func TestSyncerFollowsFileEdits(t *testing.T) {
 
 	// Edit: add a cluster, change one.
 	writeFile(t, path, kubeconfigYAML("b", ctxSpec{"a", "https://a2.example"}, ctxSpec{"b", "https://b.example"}))
-	stepAndWait(t, src, clk)
-	stepAndWait(t, src, clk)
+	stepAndWait(t, clk)
+	stepAndWait(t, clk)
 	waitForHost(t, reg, "a", "https://a2.example")
 	waitForHost(t, reg, "b", "https://b.example")
 	name, err := reg.Snapshot().DefaultName()
@@ -83,8 +73,8 @@ func TestSyncerFollowsFileEdits(t *testing.T) {
 
 	// Broken: the clients stay, with the error beside them.
 	writeFile(t, path, "contexts: [")
-	stepAndWait(t, src, clk)
-	stepAndWait(t, src, clk)
+	stepAndWait(t, clk)
+	stepAndWait(t, clk)
 	require.Eventually(t, func() bool { return reg.Err("a") != nil }, 5*time.Second, time.Millisecond)
 	for _, n := range []string{"a", "b"} {
 		var fe *clusterregistry.FieldError
@@ -97,8 +87,8 @@ func TestSyncerFollowsFileEdits(t *testing.T) {
 
 	// Fixed, with one cluster fewer.
 	writeFile(t, path, kubeconfigYAML("b", ctxSpec{"b", "https://b.example"}))
-	stepAndWait(t, src, clk)
-	stepAndWait(t, src, clk)
+	stepAndWait(t, clk)
+	stepAndWait(t, clk)
 	require.Eventually(t, func() bool { return len(reg.Names()) == 1 }, 5*time.Second, time.Millisecond)
 	assert.NoError(t, reg.Err("b"))
 	_, err = reg.Get("a")
@@ -114,13 +104,13 @@ func TestSyncerFollowsADirectory(t *testing.T) {
 	require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond)
 
 	writeAtomically(t, filepath.Join(dir, "b"), kubeconfigYAML("", ctxSpec{"b", "https://b.example"}))
-	stepAndWait(t, d, clk)
-	stepAndWait(t, d, clk)
+	stepAndWait(t, clk)
+	stepAndWait(t, clk)
 	waitForHost(t, reg, "b", "https://b.example")
 
 	require.NoError(t, os.Remove(filepath.Join(dir, "a")))
-	stepAndWait(t, d, clk)
-	stepAndWait(t, d, clk)
+	stepAndWait(t, clk)
+	stepAndWait(t, clk)
 	require.Eventually(t, func() bool { return len(reg.Names()) == 1 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, []string{"b"}, reg.Names())
 }
@@ -209,8 +199,8 @@ func TestNonAtomicRewrites(t *testing.T) {
 			runtime.Gosched()
 		}
 		require.NoError(t, f.Close())
-		stepAndWait(t, src, clk)
-		stepAndWait(t, src, clk)
+		stepAndWait(t, clk)
+		stepAndWait(t, clk)
 	}
 	waitForHost(t, reg, "delta", fmt.Sprintf("https://delta.v%d.example", rewrites))
 	stop()

@@ -114,6 +114,13 @@ func withPath(kubeconfig, path string) []byte {
 // named pipe that notices being opened, at a missing file, and at a key
 // file, and checks that none is touched.
 func TestLocalFilesAreNotOpenedWhenUntrusted(t *testing.T) {
+	t.Run("the tripwire sees an open", func(t *testing.T) {
+		wire := trusttest.NewTripwire(t)
+		fh, err := os.Open(wire.Path) // the tripwire's writer lets it return
+		require.NoError(t, err)
+		require.NoError(t, fh.Close())
+		assert.True(t, wire.Stop(), "the tripwire missed an open: the checks below could not fail")
+	})
 	for _, tt := range fileKubeconfigs {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Run("pipe untouched", func(t *testing.T) {
@@ -125,14 +132,15 @@ func TestLocalFilesAreNotOpenedWhenUntrusted(t *testing.T) {
 				assert.Nil(t, clusters[0].Config)
 				assert.False(t, wire.Stop(), "the source opened the file")
 			})
-			t.Run("pipe opened when trusted", func(t *testing.T) {
+			t.Run("pipe refused without an open when trusted", func(t *testing.T) {
 				wire := trusttest.NewTripwire(t)
 				clusters, err := kubeconfig.Parse(withPath(tt.kubeconfig, wire.Path), "upload",
 					kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
 				require.NoError(t, err)
 				require.Len(t, clusters, 1)
-				assert.ErrorContains(t, clusters[0].Err, "not a regular file")
-				assert.True(t, wire.Stop(), "the tripwire missed an open: this test could not fail")
+				assert.EqualError(t, clusters[0].Err, "upload: field "+tt.field+": "+wire.Path+" is not a regular file")
+				// An open would wait for a writer, which may never come.
+				assert.False(t, wire.Stop(), "the source opened the pipe")
 			})
 			t.Run("missing file is refused, not looked for", func(t *testing.T) {
 				missing := filepath.Join(t.TempDir(), "missing")
@@ -297,7 +305,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 			{Name: "gke_proj_europe-west1_dev", Host: "https://c.example"},
 			{Name: "my-cluster", Err: "upload|contexts[my cluster].name"},
 		}, summarize(t, clusters))
-		assert.ErrorContains(t, clusters[2].Err, `renamed to "my-cluster", as is context my/cluster`)
+		assert.ErrorContains(t, clusters[2].Err, `cluster "my-cluster" is also defined by field contexts[my/cluster].name`)
 	})
 	t.Run("WithDefault takes the new name", func(t *testing.T) {
 		clusters, err := kubeconfig.Parse([]byte(give), "upload",

@@ -7,4 +7,7 @@ import (
 )
 
 // Cluster returns the cluster that s makes of sec.
-func Cluster(s *Source, sec *corev1.Secret) clusterregistry.Cluster { return s.cluster(sec) }
+func Cluster(s *Source, sec *corev1.Secret) clusterregistry.Cluster {
+	c, _ := s.cluster(sec)
+	return c
+}

@@ -18,10 +18,7 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
-var (
-	errMissing = errors.New("missing")
-	errEmpty   = errors.New("must not be empty")
-)
+var errMissing = errors.New("missing")
 
 // kubeconfigCluster reads a Secret of the Kubeconfig format.
 func kubeconfigCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
@@ -29,7 +26,7 @@ func kubeconfigCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 	c := clusterregistry.Cluster{Name: sec.Name}
 	field := "data[" + key + "]"
 	if len(sec.Data) == 0 {
-		c.Err = fieldErr(sec, "data", errEmpty)
+		c.Err = fieldErr(sec, "data", kcfg.ErrEmpty)
 		return c
 	}
 	data, ok := sec.Data[key]
@@ -38,7 +35,7 @@ func kubeconfigCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 		c.Err = fieldErr(sec, field, errMissing)
 		return c
 	case kcfg.IsBlank(data):
-		c.Err = fieldErr(sec, field, errEmpty)
+		c.Err = fieldErr(sec, field, kcfg.ErrEmpty)
 		return c
 	}
 	f, err := kcfg.Decode(data, kcfg.Options{Location: location(sec), Field: field, Policy: o.policy, MaxSize: o.maxSize})
@@ -88,11 +85,11 @@ func argoCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 		c.Name = sec.Name
 	}
 	if len(sec.Data) == 0 {
-		c.Err = fieldErr(sec, "data", errEmpty)
+		c.Err = fieldErr(sec, "data", kcfg.ErrEmpty)
 		return c
 	}
 	if len(sec.Data["name"]) == 0 {
-		c.Err = fieldErr(sec, "data[name]", errEmpty)
+		c.Err = fieldErr(sec, "data[name]", kcfg.ErrEmpty)
 		return c
 	}
 	if n := len(sec.Data["name"]) + len(sec.Data["server"]) + len(sec.Data["config"]); int64(n) > o.maxSize {
@@ -107,7 +104,7 @@ func argoCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 func argoRESTConfig(sec *corev1.Secret, policy clusterregistry.TrustPolicy) (*rest.Config, error) {
 	server := string(sec.Data["server"])
 	if server == "" {
-		return nil, fieldErr(sec, "data[server]", errEmpty)
+		return nil, fieldErr(sec, "data[server]", kcfg.ErrEmpty)
 	}
 	// Neither message quotes a URL: it may carry a user and password.
 	if _, err := url.Parse(server); err != nil {
@@ -145,9 +142,9 @@ func argoRESTConfig(sec *corev1.Secret, policy clusterregistry.TrustPolicy) (*re
 		return nil, fieldErr(sec, field("tlsClientConfig.insecure"), errors.New("set together with caData"))
 	}
 	if ac.ProxyURL != "" {
-		u, err := url.Parse(ac.ProxyURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") {
-			return nil, fieldErr(sec, field("proxyUrl"), errors.New("must be an http, https or socks5 URL"))
+		u, err := kcfg.ParseProxyURL(ac.ProxyURL)
+		if err != nil {
+			return nil, fieldErr(sec, field("proxyUrl"), err)
 		}
 		cfg.Proxy = http.ProxyURL(u)
 	}
@@ -160,9 +157,9 @@ func argoRESTConfig(sec *corev1.Secret, policy clusterregistry.TrustPolicy) (*re
 	if e := ac.ExecProviderConfig; e != nil {
 		switch {
 		case e.Command == "":
-			return nil, fieldErr(sec, field("execProviderConfig.command"), errEmpty)
+			return nil, fieldErr(sec, field("execProviderConfig.command"), kcfg.ErrEmpty)
 		case e.APIVersion == "":
-			return nil, fieldErr(sec, field("execProviderConfig.apiVersion"), errEmpty)
+			return nil, fieldErr(sec, field("execProviderConfig.apiVersion"), kcfg.ErrEmpty)
 		}
 		ec := &clientcmdapi.ExecConfig{
 			Command:         e.Command,

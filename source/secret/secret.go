@@ -54,7 +54,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +67,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
@@ -375,48 +375,31 @@ func trim(obj any) (any, error) {
 }
 
 // clusters turns the Secrets into clusters, sorted by name. Two Secrets
-// that give one name become one cluster with an error.
+// that give one name become one cluster with an error, as dedup.Clusters
+// says, that names the first Secret by namespace/name and the others.
 func (s *Source) clusters(secrets []*corev1.Secret) []clusterregistry.Cluster {
-	type origin struct {
-		loc     string
-		cluster clusterregistry.Cluster
+	slices.SortFunc(secrets, func(a, b *corev1.Secret) int { return strings.Compare(location(a), location(b)) })
+	defs := make([]dedup.Def, len(secrets))
+	for i, sec := range secrets {
+		c, field := s.cluster(sec)
+		defs[i] = dedup.Def{Cluster: c, Location: location(sec), Field: field}
 	}
-	byName := map[string][]origin{}
-	for _, sec := range secrets {
-		c := s.cluster(sec)
-		byName[c.Name] = append(byName[c.Name], origin{location(sec), c})
-	}
-	out := make([]clusterregistry.Cluster, 0, len(byName))
-	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		o := byName[name]
-		if len(o) == 1 {
-			out = append(out, o[0].cluster)
-			continue
-		}
-		slices.SortFunc(o, func(a, b origin) int { return strings.Compare(a.loc, b.loc) })
-		others := make([]string, 0, len(o)-1)
-		for _, x := range o[1:] {
-			others = append(others, x.loc)
-		}
-		field := "metadata.name"
-		if s.opts.format == ArgoCD {
-			field = "data[name]"
-		}
-		out = append(out, clusterregistry.Cluster{
-			Name:    name,
-			Default: name == s.opts.defaultName,
-			Err: &clusterregistry.FieldError{
-				Location: o[0].loc,
-				Field:    field,
-				Err:      fmt.Errorf("cluster name also given by Secret %s", strings.Join(others, ", ")),
-			},
-		})
+	out := dedup.Clusters(defs)
+	// WithDefault names a cluster, whichever Secrets define it: a clash of
+	// that name is the default too, as in the other sources.
+	for i := range out {
+		out[i].Default = s.isDefault(out[i].Name)
 	}
 	return out
 }
 
-// cluster turns one Secret into a cluster.
-func (s *Source) cluster(sec *corev1.Secret) clusterregistry.Cluster {
+func (s *Source) isDefault(name string) bool {
+	return s.opts.defaultName != "" && name == s.opts.defaultName
+}
+
+// cluster turns one Secret into a cluster, and returns the field that gives
+// its name.
+func (s *Source) cluster(sec *corev1.Secret) (clusterregistry.Cluster, string) {
 	var c clusterregistry.Cluster
 	nameField := "metadata.name"
 	if s.opts.format == ArgoCD {
@@ -433,10 +416,10 @@ func (s *Source) cluster(sec *corev1.Secret) clusterregistry.Cluster {
 	if err := clusterregistry.ValidateName(c.Name); err != nil {
 		c.Config, c.Err = nil, fieldErr(sec, nameField, kcfg.NameErr(c.Name, err))
 	}
-	c.Default = s.opts.defaultName != "" && c.Name == s.opts.defaultName
+	c.Default = s.isDefault(c.Name)
 	c.Labels = sec.Labels
 	c.Revision = sec.ResourceVersion
-	return c
+	return c, nameField
 }
 
 func location(sec *corev1.Secret) string { return sec.Namespace + "/" + sec.Name }

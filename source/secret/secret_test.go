@@ -72,8 +72,45 @@ func TestNameClashAcrossNamespaces(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, clusters, 2)
 	assert.Equal(t, got{Name: "prod", Err: "one/prod|metadata.name"}, summarize(t, clusters[0]))
-	assert.ErrorContains(t, clusters[0].Err, "also given by Secret two/prod")
+	assert.ErrorContains(t, clusters[0].Err, `cluster "prod" is also defined by two/prod`)
 	assert.Equal(t, got{Name: "stage", Host: "https://s.example"}, summarize(t, clusters[1]))
+}
+
+// TestNameClashDefaultAndLabels checks what the one cluster of a clash
+// carries: the default mark only when WithDefault names it (never for a name
+// that no option named, the empty name included), and the first Secret's
+// labels.
+func TestNameClashDefaultAndLabels(t *testing.T) {
+	one := kubeconfigSecret("a", "prod", map[string]string{"kubeconfig": kubeconfig("a", "a")})
+	one.Labels["env"] = "prod"
+	two := kubeconfigSecret("b", "prod", map[string]string{"kubeconfig": kubeconfig("b", "b")})
+	two.Labels["env"] = "dev"
+	tests := []struct {
+		name        string
+		give        []secret.Option
+		wantName    string
+		wantDefault bool
+	}{
+		{name: "no default", wantName: "prod"},
+		{name: "WithDefault names it", give: []secret.Option{secret.WithDefault("prod")}, wantName: "prod", wantDefault: true},
+		{name: "WithDefault names another", give: []secret.Option{secret.WithDefault("stage")}, wantName: "prod"},
+		{name: "an empty name is no default", give: []secret.Option{secret.WithRename(func(string) string { return "" })}, wantName: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := secret.New(fake.NewClientset(two, one), tt.give...)
+			require.NoError(t, err)
+			clusters, err := s.List(context.Background())
+			require.NoError(t, err)
+			require.Len(t, clusters, 1)
+			c := clusters[0]
+			assert.Equal(t, got{Name: tt.wantName, Err: "a/prod|metadata.name"}, summarize(t, c))
+			assert.Nil(t, c.Config)
+			assert.Equal(t, tt.wantDefault, c.Default)
+			assert.Equal(t, map[string]string{mcrLabel: "true", "env": "prod"}, c.Labels, "the first Secret's labels")
+			assert.ErrorContains(t, c.Err, "is also defined by b/prod")
+		})
+	}
 }
 
 func TestArgoCDNameClash(t *testing.T) {

@@ -55,13 +55,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
@@ -202,12 +202,6 @@ func findColumns(names []string) (columns, error) {
 	return c, nil
 }
 
-// row is one usable or unusable row, by number.
-type row struct {
-	n       int
-	cluster clusterregistry.Cluster
-}
-
 // List runs the query and returns one cluster per enabled row, sorted by
 // name. It fails when the query does, returns no name or kubeconfig column,
 // or returns more enabled rows than WithMaxClusters.
@@ -226,8 +220,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		return nil, fmt.Errorf("query clusters: %w", err)
 	}
 
-	byName := map[string][]row{}
-	listed := 0
+	var defs []dedup.Def
 	values := make([]any, len(names))
 	ptrs := make([]any, len(names))
 	for i := range values {
@@ -242,36 +235,15 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		if !enabled {
 			continue
 		}
-		if listed++; listed > s.opts.maxClusters {
+		if len(defs) == s.opts.maxClusters {
 			return nil, fmt.Errorf("query clusters: row %d: %w", n, kcfg.TooMany(s.opts.maxClusters))
 		}
-		byName[c.Name] = append(byName[c.Name], row{n, c})
+		defs = append(defs, dedup.Def{Cluster: c, Location: rowLocation(n), Field: "name"})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("query clusters: %w", err)
 	}
-
-	out := make([]clusterregistry.Cluster, 0, len(byName))
-	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		r := byName[name]
-		if len(r) == 1 {
-			out = append(out, r[0].cluster)
-			continue
-		}
-		others := make([]string, 0, len(r)-1)
-		for _, x := range r[1:] {
-			others = append(others, strconv.Itoa(x.n))
-		}
-		out = append(out, clusterregistry.Cluster{
-			Name: name,
-			Err: &clusterregistry.FieldError{
-				Location: rowLocation(r[0].n),
-				Field:    "name",
-				Err:      fmt.Errorf("also in row %s", strings.Join(others, ", ")),
-			},
-		})
-	}
-	return out, nil
+	return dedup.Clusters(defs), nil
 }
 
 func rowLocation(n int) string { return "row " + strconv.Itoa(n) }
@@ -300,7 +272,7 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		c.Err = fieldErr("name", nameErr)
 		return c, true
 	case name == "":
-		c.Err = fieldErr("name", errors.New("must not be empty"))
+		c.Err = fieldErr("name", kcfg.ErrEmpty)
 		return c, true
 	}
 	if s.opts.rename != nil {
@@ -351,7 +323,7 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		}
 	}
 	if kcfg.IsBlank(data) {
-		c.Err = fieldErr("kubeconfig", errors.New("must not be empty"))
+		c.Err = fieldErr("kubeconfig", kcfg.ErrEmpty)
 		return c, true
 	}
 	f, err := kcfg.Decode(data, kcfg.Options{Location: loc, Field: "kubeconfig", Policy: s.opts.policy, MaxSize: s.opts.maxSize})

@@ -18,9 +18,7 @@ package kcfg
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -35,6 +33,7 @@ import (
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 )
 
 // execInfoExtension is the cluster extension that client-go hands to exec
@@ -150,10 +149,15 @@ func (f *File) path(p string) string {
 
 // Err returns a *FieldError for field of f.
 func (f *File) Err(field string, err error) error {
+	return &clusterregistry.FieldError{Location: f.opts.Location, Field: f.field(field), Err: err}
+}
+
+// field names field of f within its location.
+func (f *File) field(field string) string {
 	if f.opts.Field != "" {
-		field = f.opts.Field + "." + field
+		return f.opts.Field + "." + field
 	}
-	return &clusterregistry.FieldError{Location: f.opts.Location, Field: field, Err: err}
+	return field
 }
 
 func (f *File) docErr(err error) error {
@@ -235,51 +239,33 @@ func (s *Set) Contexts() []string {
 // Clusters returns one Cluster per context, sorted by name, the current
 // context marked Default. Each cluster is named by the Rename of the file
 // that defines its context, or after the context. A name that fails
-// clusterregistry.ValidateName, or that two contexts are renamed to, is
-// listed once with an error and no Config.
-func (s *Set) Clusters() []clusterregistry.Cluster {
-	type named struct {
-		context string
-		cluster clusterregistry.Cluster
-	}
+// clusterregistry.ValidateName is listed with an error and no Config; a name
+// that two contexts are renamed to is listed once, as dedup.Clusters says.
+func (s *Set) Clusters() []clusterregistry.Cluster { return dedup.Clusters(s.Defs()) }
+
+// Defs returns one definition per context, sorted by context name: the
+// context resolved (Cluster) and renamed, at the location of the file that
+// defines it, named by the field of the context's name. A renamed name that
+// fails clusterregistry.ValidateName has an error instead of a Config.
+func (s *Set) Defs() []dedup.Def {
 	names := s.Contexts()
-	all := make([]named, 0, len(names))
+	defs := make([]dedup.Def, 0, len(names))
 	for _, n := range names {
 		f := s.contexts[n].file
 		name := f.rename(n)
+		field := "contexts[" + n + "].name"
 		var c clusterregistry.Cluster
 		if err := clusterregistry.ValidateName(name); err != nil {
 			// Not resolved: the Syncer ignores the name anyway.
 			c = clusterregistry.Cluster{Name: name, Default: n != "" && n == s.current,
-				Err: f.Err("contexts["+n+"].name", NameErr(name, err))}
+				Err: f.Err(field, NameErr(name, err))}
 		} else {
 			c = s.Cluster(n)
 			c.Name = name
 		}
-		all = append(all, named{n, c})
+		defs = append(defs, dedup.Def{Cluster: c, Location: f.opts.Location, Field: f.field(field)})
 	}
-	slices.SortStableFunc(all, func(a, b named) int { return strings.Compare(a.cluster.Name, b.cluster.Name) })
-	out := make([]clusterregistry.Cluster, 0, len(all))
-	for i := 0; i < len(all); {
-		j := i + 1
-		for j < len(all) && all[j].cluster.Name == all[i].cluster.Name {
-			j++
-		}
-		c := all[i].cluster
-		if j-i > 1 {
-			others := make([]string, 0, j-i-1)
-			for _, o := range all[i+1 : j] {
-				others = append(others, o.context)
-				c.Default = c.Default || o.cluster.Default
-			}
-			c.Config = nil
-			c.Err = s.contexts[all[i].context].file.Err("contexts["+all[i].context+"].name",
-				fmt.Errorf("renamed to %q, as is context %s", c.Name, strings.Join(others, ", ")))
-		}
-		out = append(out, c)
-		i = j
-	}
-	return out
+	return defs
 }
 
 func (f *File) rename(context string) string {
@@ -316,7 +302,8 @@ func (s *Set) Cluster(name string) clusterregistry.Cluster {
 	return c
 }
 
-var errEmpty = errors.New("must not be empty")
+// ErrEmpty is the error of a field that must be set and is not.
+var ErrEmpty = errors.New("must not be empty")
 
 // One resolves the context of a kubeconfig that describes one cluster: its
 // current-context, or else its only context. The Cluster is named after the
@@ -341,7 +328,7 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 	files := []*File{f}
 	cf := "contexts[" + name + "]"
 	if name == "" {
-		return nil, files, f.Err("contexts[].name", errEmpty)
+		return nil, files, f.Err("contexts[].name", ErrEmpty)
 	}
 	if ce.count > 1 {
 		return nil, files, f.Err(cf, fmt.Errorf("defined %d times", ce.count))
@@ -349,7 +336,7 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 	ctx := ce.val
 
 	if ctx.Cluster == "" {
-		return nil, files, f.Err(cf+".cluster", errEmpty)
+		return nil, files, f.Err(cf+".cluster", ErrEmpty)
 	}
 	ke, ok := s.clusters[ctx.Cluster]
 	if !ok {
@@ -363,7 +350,7 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 
 	// client-go refuses a context without a user; say so here, by field.
 	if ctx.AuthInfo == "" {
-		return nil, files, f.Err(cf+".user", errEmpty)
+		return nil, files, f.Err(cf+".user", ErrEmpty)
 	}
 	ue, ok := s.users[ctx.AuthInfo]
 	if !ok {
@@ -427,16 +414,15 @@ func (s *Set) restConfig(name string, ce *entry[clientcmdv1.Context]) (*rest.Con
 // cluster checks one cluster entry and makes it self-contained.
 func (f *File) cluster(field string, c clientcmdv1.Cluster) (clientcmdv1.Cluster, error) {
 	if c.Server == "" {
-		return c, f.Err(field+".server", errEmpty)
+		return c, f.Err(field+".server", ErrEmpty)
 	}
 	// Neither message quotes the URL: it may carry a user and password.
 	if _, err := url.Parse(c.Server); err != nil {
 		return c, f.Err(field+".server", errors.New("not a valid URL"))
 	}
 	if c.ProxyURL != "" {
-		u, err := url.Parse(c.ProxyURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") {
-			return c, f.Err(field+".proxy-url", errors.New("must be an http, https or socks5 URL"))
+		if _, err := ParseProxyURL(c.ProxyURL); err != nil {
+			return c, f.Err(field+".proxy-url", err)
 		}
 	}
 	if c.CertificateAuthority != "" {
@@ -483,12 +469,7 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 		}
 		u.TokenFile = f.path(u.TokenFile)
 		// clientcmd reads the file; make sure that read ends.
-		tf, err := os.Open(u.TokenFile)
-		if err == nil {
-			err = checkRegular(tf, u.TokenFile)
-			tf.Close()
-		}
-		if err != nil {
+		if err := CheckFile(u.TokenFile); err != nil {
 			return u, f.Err(field+".tokenFile", err)
 		}
 	}
@@ -560,49 +541,11 @@ func (f *File) readRef(entry, name, path string, inline bool) ([]byte, error) {
 	if inline {
 		return nil, f.Err(field, fmt.Errorf("set together with %s-data", name))
 	}
-	data, err := readSmallFile(f.path(path))
+	data, err := ReadSmallFile(f.path(path))
 	if err != nil {
 		return nil, f.Err(field, err)
 	}
 	return data, nil
-}
-
-// maxRefSize bounds a file that a kubeconfig refers to; certificates and
-// keys are a few kilobytes.
-const maxRefSize = 1 << 20
-
-// readSmallFile reads a regular file of at most maxRefSize bytes. Its errors
-// name the path and the cause, never the content.
-func readSmallFile(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	if err := checkRegular(fh, path); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(fh, maxRefSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxRefSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxRefSize)
-	}
-	return data, nil
-}
-
-// checkRegular refuses devices, pipes and directories, which a read could
-// block on or never finish.
-func checkRegular(fh *os.File, path string) error {
-	fi, err := fh.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	return nil
 }
 
 // quoted matches what a decoder may quote from its input.

@@ -63,3 +63,29 @@ users: [{name: u, user: {token: t2}}]
 	assert.Equal(t, stale, set.Cluster("z").Err, "z draws on the stale file's cluster and user")
 	assert.NotNil(t, set.Cluster("z").Config, "the last good config comes along")
 }
+
+func TestClustersRenamedOntoOneName(t *testing.T) {
+	f, err := Decode([]byte(`
+current-context: a
+clusters: [{name: c, cluster: {server: "https://c"}}]
+contexts: [{name: b, context: {cluster: c, user: u}}, {name: a, context: {cluster: c, user: u}}, {name: z, context: {cluster: c, user: u}}]
+users: [{name: u, user: {token: tok-s3cr3t}}]
+`), Options{Location: "hub/prod", Field: "data[kubeconfig]", Rename: func(c string) string {
+		if c == "z" {
+			return c
+		}
+		return "x"
+	}})
+	require.NoError(t, err)
+
+	clusters := Merge(f).Clusters()
+	require.Len(t, clusters, 2)
+	x, z := clusters[0], clusters[1]
+	assert.Equal(t, "x", x.Name)
+	assert.Nil(t, x.Config)
+	assert.False(t, x.Default, "the current-context is one of the clashing contexts, not the clash")
+	assert.EqualError(t, x.Err, `hub/prod: field data[kubeconfig].contexts[a].name: cluster "x" is also defined by field data[kubeconfig].contexts[b].name`)
+	assert.Equal(t, "z", z.Name)
+	require.NoError(t, z.Err)
+	assert.Equal(t, "https://c", z.Config.Host)
+}

@@ -131,7 +131,27 @@ func TestRows(t *testing.T) {
 		{Name: "twice", Err: "row 7|name"},
 	}, summarize(t, clusters))
 	assert.Equal(t, map[string]string{"env": "prod"}, clusters[6].Labels)
-	assert.ErrorContains(t, clusters[9].Err, "also in row 8")
+	assert.ErrorContains(t, clusters[9].Err, `cluster "twice" is also defined by row 8`)
+}
+
+func TestNameClash(t *testing.T) {
+	db := openDB(t)
+	insert(t, db, "twice", kubeconfig("https://t1.example"), true, true, `{"env": "prod"}`) // row 1
+	insert(t, db, "other", kubeconfig("https://o.example"), false, true, nil)               // row 2
+	insert(t, db, "twice", kubeconfig("https://t2.example"), false, true, `{"env": "dev"}`) // row 3
+	insert(t, db, "twice", kubeconfig("https://t3.example"), false, true, nil)              // row 4
+
+	src, err := sqlsource.New(db, sqlsource.WithQuery(query))
+	require.NoError(t, err)
+	clusters, err := src.List(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []got{
+		{Name: "other", Host: "https://o.example", Revision: "1"},
+		{Name: "twice", Err: "row 1|name"},
+	}, summarize(t, clusters), "no row's is_default is taken, nor its revision")
+	assert.EqualError(t, clusters[1].Err, `row 1: field name: cluster "twice" is also defined by row 3, row 4`)
+	assert.Nil(t, clusters[1].Config)
+	assert.Equal(t, map[string]string{"env": "prod"}, clusters[1].Labels, "the first row's labels")
 }
 
 func TestQueryFailures(t *testing.T) {
