@@ -35,7 +35,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/source/internal/safefile"
 )
 
 // Defaults of the options.
@@ -193,7 +193,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 
 	// Check the token file now, so that a missing one is an error of the
 	// description rather than of every request.
-	if err := kcfg.CheckFile(o.tokenFile); err != nil {
+	if err := safefile.Check(o.tokenFile); err != nil {
 		c.Err = fieldErr("tokenFile", err)
 		return []clusterregistry.Cluster{c}, nil
 	}
@@ -233,10 +233,13 @@ func refusal(err error) error {
 	return fieldErr(field, fe.Err)
 }
 
-// readCA reads the CA bundle: a regular file (kcfg.ReadSmallFile refuses
-// anything else, and reads from the very file it checked), not empty.
+// maxCASize bounds the CA bundle: a few certificates.
+const maxCASize = 1 << 20
+
+// readCA reads the CA bundle: a regular file (safefile refuses anything
+// else, and reads from the very file it checked), not empty.
 func readCA(path string) ([]byte, error) {
-	data, err := kcfg.ReadSmallFile(path)
+	data, err := safefile.Read(path, maxCASize)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/source/internal/safefile"
 )
 
 // racyWindow bounds the timestamp granularity of file systems. A file whose
@@ -65,10 +65,11 @@ func (t *tracked) look(read func(path string, limit int64) ([]byte, error)) cont
 	case err != nil:
 	case fi.IsDir():
 		err = fmt.Errorf("%s is a directory", t.path)
-	case fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0:
-		// A read could block for ever, and every later poll with it.
+	case !fi.Mode().IsRegular():
+		// A pipe or a device: a read could block for ever, and every later
+		// poll with it.
 		err = fmt.Errorf("%s is not a regular file", t.path)
-	case fi.Mode().IsRegular() && fi.Size() > t.maxSize:
+	case fi.Size() > t.maxSize:
 		err = fmt.Errorf("%s: %d bytes: %w", t.path, fi.Size(), kcfg.TooBig(t.maxSize))
 	}
 	if err != nil {
@@ -92,23 +93,16 @@ func (t *tracked) look(read func(path string, limit int64) ([]byte, error)) cont
 	return t.seen
 }
 
-// readFile reads at most limit bytes of the file at path; a longer file is
-// an error. The limit holds for a file that grew after its size was checked,
-// and for devices, whose size says nothing.
+// readFile reads the regular file at path, of at most limit bytes. The limit
+// holds for a file that grew after its size was checked; a path swapped for a
+// named pipe or a device after that check is refused without blocking.
 func readFile(path string, limit int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	data, err := safefile.Read(path, limit)
+	var tooBig *safefile.TooBigError
+	if errors.As(err, &tooBig) {
 		return nil, fmt.Errorf("%s: %w", path, kcfg.TooBig(limit))
 	}
-	return data, nil
+	return data, err
 }
 
 func (t *tracked) fail(err error) content {

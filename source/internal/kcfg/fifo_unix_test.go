@@ -107,25 +107,3 @@ users: [{name: u, user: {tokenFile: "PATH"}}]`,
 		})
 	}
 }
-
-// TestOpenNonblockOfANamedPipe covers a path that is replaced by a named pipe
-// between openRegular's check of the path and its open: the open returns at
-// once, and the check of the open file refuses it.
-func TestOpenNonblockOfANamedPipe(t *testing.T) {
-	fifo := mkfifo(t, "pipe")
-	type result struct {
-		fi  os.FileInfo
-		err error
-	}
-	r := within(t, fifo, func() result {
-		fh, err := openNonblock(fifo)
-		if err != nil {
-			return result{err: err}
-		}
-		defer fh.Close()
-		fi, err := fh.Stat()
-		return result{fi, err}
-	})
-	require.NoError(t, r.err)
-	assert.Equal(t, os.ModeNamedPipe, r.fi.Mode().Type())
-}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
+	"github.com/clusterregistry/clusterregistry/source/internal/safefile"
 )
 
 // execInfoExtension is the cluster extension that client-go hands to exec
@@ -469,7 +470,7 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 		}
 		u.TokenFile = f.path(u.TokenFile)
 		// clientcmd reads the file; make sure that read ends.
-		if err := CheckFile(u.TokenFile); err != nil {
+		if err := safefile.Check(u.TokenFile); err != nil {
 			return u, f.Err(field+".tokenFile", err)
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package kcfg
+package safefile
 
 import (
 	"os"
