@@ -9,3 +9,8 @@ var ReadFile = readFile
 func WithReadFile(read func(path string, limit int64) ([]byte, error)) Option {
 	return optionFunc(func(o *options) { o.readFile = read })
 }
+
+// NoMemo makes d resolve every file's contexts on every List, as it did
+// before a File kept its resolved contexts: the baseline of benchmarks. Call
+// it before the first List.
+func NoMemo(d *Dir) { d.noMemo = true }

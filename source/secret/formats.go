@@ -20,8 +20,8 @@ import (
 
 var errMissing = errors.New("missing")
 
-// kubeconfigCluster reads a Secret of the Kubeconfig format.
-func kubeconfigCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
+// kubeconfigCluster reads a Secret of the Kubeconfig format, through pass.
+func kubeconfigCluster(sec *corev1.Secret, o *options, pass *kcfg.Pass) clusterregistry.Cluster {
 	key := o.key
 	c := clusterregistry.Cluster{Name: sec.Name}
 	field := "data[" + key + "]"
@@ -38,12 +38,7 @@ func kubeconfigCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 		c.Err = fieldErr(sec, field, kcfg.ErrEmpty)
 		return c
 	}
-	f, err := kcfg.Decode(data, kcfg.Options{Location: location(sec), Field: field, Policy: o.policy, MaxSize: o.maxSize})
-	if err != nil {
-		c.Err = err
-		return c
-	}
-	r := kcfg.One(f)
+	r := pass.One(data, kcfg.Options{Location: location(sec), Field: field, Policy: o.policy, MaxSize: o.maxSize})
 	c.Config, c.Err = r.Config, r.Err
 	return c
 }
@@ -77,9 +72,9 @@ type argoExec struct {
 	InstallHint string            `json:"installHint"`
 }
 
-// argoCluster reads a Secret of Argo CD's format. A Secret with no usable
-// name is listed under the Secret's own name.
-func argoCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
+// argoCluster reads a Secret of Argo CD's format, through pass. A Secret with
+// no usable name is listed under the Secret's own name.
+func argoCluster(sec *corev1.Secret, o *options, pass *kcfg.Pass) clusterregistry.Cluster {
 	c := clusterregistry.Cluster{Name: string(sec.Data["name"])}
 	if c.Name == "" {
 		c.Name = sec.Name
@@ -96,8 +91,19 @@ func argoCluster(sec *corev1.Secret, o *options) clusterregistry.Cluster {
 		c.Err = fieldErr(sec, "data", fmt.Errorf("name, server and config: %d bytes: %w", n, kcfg.TooBig(o.maxSize)))
 		return c
 	}
+	// The config depends on the server and config keys alone (and the
+	// policy, which is the Source's): the key of the memo.
+	key := kcfg.KeyOf(sec.Data["server"], sec.Data["config"])
+	if r, ok := pass.Get(key); ok {
+		c.Config = r.Config
+		return c
+	}
 	cfg, err := argoRESTConfig(sec, o.policy)
-	c.Config, c.Err = cfg, err
+	if err != nil {
+		c.Err = err
+		return c
+	}
+	c.Config = pass.Put(key, clusterregistry.Cluster{Config: cfg}).Config
 	return c
 }
 

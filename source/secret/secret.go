@@ -20,6 +20,11 @@
 //
 // Every cluster carries its Secret's labels and, as Revision, its
 // resourceVersion, so a cluster is rebuilt exactly when its Secret changes.
+// A List resolves only the Secrets whose kubeconfig (or Argo CD server and
+// config) the previous one did not list, found by a SHA-256 of those bytes
+// (and those that failed or name local files), so a List of many unchanged
+// Secrets, such as the one that follows each change the watch reports,
+// decodes next to nothing.
 //
 // The Source is a clusterregistry.Watcher: Watch runs an informer on the
 // selected Secrets, so that a created, changed or deleted Secret reaches the
@@ -203,6 +208,10 @@ type Source struct {
 	opts     options
 	selector labels.Selector
 
+	// memo keeps the configs of the latest List's Secrets, so that a List
+	// resolves only the Secrets whose description changed.
+	memo kcfg.Memo
+
 	mu     sync.Mutex // protects stores
 	stores map[cache.Store]struct{}
 }
@@ -378,12 +387,24 @@ func trim(obj any) (any, error) {
 // that give one name become one cluster with an error, as dedup.Clusters
 // says, that names the first Secret by namespace/name and the others.
 func (s *Source) clusters(secrets []*corev1.Secret) []clusterregistry.Cluster {
-	slices.SortFunc(secrets, func(a, b *corev1.Secret) int { return strings.Compare(location(a), location(b)) })
-	defs := make([]dedup.Def, len(secrets))
-	for i, sec := range secrets {
-		c, field := s.cluster(sec)
-		defs[i] = dedup.Def{Cluster: c, Location: location(sec), Field: field}
+	// Each location once: a sort that built them for every comparison
+	// would cost more than the rest of a List that resolves nothing.
+	type located struct {
+		loc string
+		sec *corev1.Secret
 	}
+	sorted := make([]located, len(secrets))
+	for i, sec := range secrets {
+		sorted[i] = located{location(sec), sec}
+	}
+	slices.SortFunc(sorted, func(a, b located) int { return strings.Compare(a.loc, b.loc) })
+	pass := s.memo.Pass()
+	defs := make([]dedup.Def, len(sorted))
+	for i, l := range sorted {
+		c, field := s.cluster(l.sec, pass)
+		defs[i] = dedup.Def{Cluster: c, Location: l.loc, Field: field}
+	}
+	pass.Done()
 	out := dedup.Clusters(defs)
 	// WithDefault names a cluster, whichever Secrets define it: a clash of
 	// that name is the default too, as in the other sources.
@@ -398,17 +419,18 @@ func (s *Source) isDefault(name string) bool {
 }
 
 // cluster turns one Secret into a cluster, and returns the field that gives
-// its name.
-func (s *Source) cluster(sec *corev1.Secret) (clusterregistry.Cluster, string) {
+// its name. It finds the Secret's config in pass, or resolves it and keeps it
+// there; pass may be nil.
+func (s *Source) cluster(sec *corev1.Secret, pass *kcfg.Pass) (clusterregistry.Cluster, string) {
 	var c clusterregistry.Cluster
 	nameField := "metadata.name"
 	if s.opts.format == ArgoCD {
-		c = argoCluster(sec, &s.opts)
+		c = argoCluster(sec, &s.opts, pass)
 		if len(sec.Data["name"]) > 0 {
 			nameField = "data[name]"
 		}
 	} else {
-		c = kubeconfigCluster(sec, &s.opts)
+		c = kubeconfigCluster(sec, &s.opts, pass)
 	}
 	if s.opts.rename != nil {
 		c.Name = s.opts.rename(c.Name)

@@ -6,6 +6,6 @@ import "github.com/clusterregistry/clusterregistry"
 // name and a kubeconfig.
 func Row(s *Source, name string, kubeconfig []byte) clusterregistry.Cluster {
 	cols := columns{name: 0, kubeconfig: 1, isDefault: -1, enabled: -1, labels: -1, revision: -1}
-	c, _ := s.cluster(1, cols, []any{name, kubeconfig})
+	c, _ := s.cluster(1, cols, []any{name, kubeconfig}, nil)
 	return c
 }

@@ -33,7 +33,10 @@
 //
 // A database does not announce changes, so the Source is not a Watcher: the
 // Syncer's interval (clusterregistry.WithInterval) says how soon a changed
-// row takes effect.
+// row takes effect. A List decodes only the kubeconfigs that the previous
+// one did not list, found by a SHA-256 of their bytes after WithTransform
+// (and those that failed or name local files), so a List of many unchanged
+// rows costs little more than the query.
 //
 // Rows are untrusted by default (clusterregistry.UntrustedPolicy; see
 // WithTrustPolicy): a kubeconfig that asks for an exec or auth-provider
@@ -63,7 +66,12 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/source/sqlsource/internal/memohook"
 )
+
+func init() {
+	memohook.Of = func(src any) *kcfg.Memo { return &src.(*Source).memo }
+}
 
 // Defaults of the options.
 const (
@@ -143,6 +151,9 @@ func WithTransform(f func(kubeconfig []byte) ([]byte, error)) Option {
 type Source struct {
 	db   *sql.DB
 	opts options
+	// memo keeps the clusters of the latest List's kubeconfigs, so that a
+	// List decodes only the kubeconfigs that changed.
+	memo kcfg.Memo
 }
 
 var _ clusterregistry.ClusterSource = (*Source)(nil)
@@ -220,6 +231,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		return nil, fmt.Errorf("query clusters: %w", err)
 	}
 
+	pass := s.memo.Pass()
 	var defs []dedup.Def
 	values := make([]any, len(names))
 	ptrs := make([]any, len(names))
@@ -231,7 +243,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, fmt.Errorf("query clusters: row %d: %w", n, err)
 		}
-		c, enabled := s.cluster(n, cols, values)
+		c, enabled := s.cluster(n, cols, values, pass)
 		if !enabled {
 			continue
 		}
@@ -243,13 +255,16 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("query clusters: %w", err)
 	}
+	pass.Done()
 	return dedup.Clusters(defs), nil
 }
 
 func rowLocation(n int) string { return "row " + strconv.Itoa(n) }
 
 // cluster turns one row into a cluster, and says whether the row is enabled.
-func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Cluster, bool) {
+// It finds the kubeconfig's cluster in pass, or resolves it and keeps it
+// there; pass may be nil.
+func (s *Source) cluster(n int, cols columns, values []any, pass *kcfg.Pass) (clusterregistry.Cluster, bool) {
 	loc := rowLocation(n)
 	fieldErr := func(field string, err error) error {
 		return &clusterregistry.FieldError{Location: loc, Field: field, Err: err}
@@ -326,12 +341,7 @@ func (s *Source) cluster(n int, cols columns, values []any) (clusterregistry.Clu
 		c.Err = fieldErr("kubeconfig", kcfg.ErrEmpty)
 		return c, true
 	}
-	f, err := kcfg.Decode(data, kcfg.Options{Location: loc, Field: "kubeconfig", Policy: s.opts.policy, MaxSize: s.opts.maxSize})
-	if err != nil {
-		c.Err = err
-		return c, true
-	}
-	r := kcfg.One(f)
+	r := pass.One(data, kcfg.Options{Location: loc, Field: "kubeconfig", Policy: s.opts.policy, MaxSize: s.opts.maxSize})
 	c.Config, c.Err = r.Config, r.Err
 	return c, true
 }

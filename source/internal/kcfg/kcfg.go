@@ -16,6 +16,7 @@
 package kcfg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
@@ -23,6 +24,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/json"
@@ -78,13 +80,21 @@ type File struct {
 	// source whose newer content could not be used; every cluster drawn from
 	// it carries this error.
 	stale error
+	// defs holds what Defs resolves, once; nil in a stale copy.
+	defs *lazyDefs
+}
+
+// lazyDefs is Merge(f).Defs() of one File, resolved on first use.
+type lazyDefs struct {
+	once sync.Once
+	defs []dedup.Def
 }
 
 // Decode decodes a kubeconfig, YAML or JSON. Blank input is an empty
 // kubeconfig. A document that cannot be decoded returns a *FieldError whose
 // message quotes nothing from the input.
 func Decode(data []byte, opts Options) (*File, error) {
-	f := &File{opts: opts}
+	f := &File{opts: opts, defs: &lazyDefs{}}
 	if opts.MaxSize > 0 && int64(len(data)) > opts.MaxSize {
 		return nil, f.docErr(fmt.Errorf("%d bytes: %w", len(data), TooBig(opts.MaxSize)))
 	}
@@ -104,7 +114,7 @@ func Decode(data []byte, opts Options) (*File, error) {
 }
 
 // IsBlank reports whether data holds nothing but white space.
-func IsBlank(data []byte) bool { return len(strings.TrimSpace(string(data))) == 0 }
+func IsBlank(data []byte) bool { return len(bytes.TrimSpace(data)) == 0 }
 
 // Contexts returns the number of contexts the file lists.
 func (f *File) Contexts() int { return len(f.contexts) }
@@ -114,7 +124,44 @@ func (f *File) Contexts() int { return len(f.contexts) }
 func (f *File) WithStale(err error) *File {
 	c := *f
 	c.stale = err
+	c.defs = nil
 	return &c
+}
+
+// readsFiles reports whether resolving f's contexts may read local files:
+// the certificate authorities, client certificates and keys of Refs, and
+// token files, which client-go reads and which must exist. Such a result may
+// change while f stays the same.
+func (f *File) readsFiles() bool {
+	if !f.opts.Policy.AllowLocalFiles {
+		return false // every file reference is refused
+	}
+	for _, c := range f.clusters {
+		if c.Cluster.CertificateAuthority != "" {
+			return true
+		}
+	}
+	for _, u := range f.users {
+		if u.AuthInfo.ClientCertificate != "" || u.AuthInfo.ClientKey != "" || u.AuthInfo.TokenFile != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Defs returns Merge(f).Defs(). A File is immutable, so unless f reads local
+// files or is stale, its contexts are resolved on the first call only; every
+// call returns its own copies of the configs, which the caller may change.
+func (f *File) Defs() []dedup.Def {
+	if f.defs == nil || f.stale != nil || f.readsFiles() {
+		return Merge(f).Defs()
+	}
+	f.defs.once.Do(func() { f.defs.defs = Merge(f).Defs() })
+	defs := slices.Clone(f.defs.defs)
+	for i := range defs {
+		defs[i].Cluster.Config = copyConfig(defs[i].Cluster.Config)
+	}
+	return defs
 }
 
 // Refs returns the local files that f's clusters and users read when they are
