@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // Client is the ready per-cluster client bundle: a typed clientset, a dynamic
@@ -48,7 +50,7 @@ type clientParts struct {
 func (c *Client) Name() string { return c.name }
 
 // Config returns a copy of the config the client was built from.
-func (c *Client) Config() *rest.Config { return rest.CopyConfig(c.config) }
+func (c *Client) Config() *rest.Config { return restconfig.Copy(c.config) }
 
 // HTTPClient returns the *http.Client that all of the bundle's clients share,
 // making it on first use. It carries the cluster's authentication.
@@ -149,7 +151,7 @@ func newParts(cfg *rest.Config) (*clientParts, error) {
 	// same cluster after a token rotation, or clusters without a CA of their
 	// own. Release can then close exactly this client's connections. Setting
 	// Proxy (to what client-go uses anyway) is what keeps it out of the cache.
-	tcfg := rest.CopyConfig(cfg)
+	tcfg := restconfig.Copy(cfg)
 	if tcfg.Proxy == nil {
 		tcfg.Proxy = http.ProxyFromEnvironment
 	}

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/rest"
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // plan is what phase 2 decided for one listed cluster.
@@ -159,8 +159,8 @@ func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
 	defer cancel()
 
-	kept := rest.CopyConfig(c.Config)
-	c.Config = rest.CopyConfig(c.Config)
+	kept := restconfig.Copy(c.Config)
+	c.Config = restconfig.Copy(c.Config)
 	builtAt := s.opts.clock.Now()
 
 	type result struct {
@@ -402,7 +402,7 @@ func (s *Syncer[T]) failureFor(p *plan[T], now time.Time) *failure {
 		f.err.Since = prev.err.Since
 	}
 	if p.build {
-		f.config = rest.CopyConfig(p.desc.Config)
+		f.config = restconfig.Copy(p.desc.Config)
 		f.err.Attempts = 1
 		if prev != nil && prev.built && sameDescription(prev.config, prev.revision, p.desc) {
 			f.err.Attempts = prev.err.Attempts + 1

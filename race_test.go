@@ -10,8 +10,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // TestConcurrentReadersDuringContinuousSyncs runs many readers (lookups,
@@ -122,4 +126,33 @@ func TestConcurrentReadersDuringContinuousSyncs(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return f.builder.releasedCount()+serving == len(f.builder.built)
 	}, 10*time.Second, time.Millisecond)
+}
+
+// TestSharedExecConfigIsCopiedWithoutARace lists two clusters that share one
+// *rest.Config whose exec provider carries cluster info, as a source that
+// reuses a config may: their builds run in parallel and each copies it.
+// client-go's rest.CopyConfig writes into the ExecProvider that a config
+// shares with its copies, which -race reports here.
+func TestSharedExecConfigIsCopiedWithoutARace(t *testing.T) {
+	shared := &rest.Config{Host: "https://shared.example", ExecProvider: &clientcmdapi.ExecConfig{
+		Command: "get-token", APIVersion: "client.authentication.k8s.io/v1",
+		Config: &runtime.Unknown{Raw: []byte(`{"audience":"x"}`)},
+	}}
+	src := clusterregistry.NewMemorySource(
+		clusterregistry.Cluster{Name: "a", Config: shared},
+		clusterregistry.Cluster{Name: "b", Config: shared})
+	b := newFakeBuilder()
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, b, clusterregistry.WithConcurrency(2))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	for i := range 20 {
+		rep, err := s.Sync(context.Background())
+		require.NoError(t, err)
+		require.Empty(t, rep.Failed)
+		// A new token for both makes the next sync build both again.
+		next := restconfig.Copy(shared)
+		next.BearerToken = fmt.Sprint(i)
+		src.Set(clusterregistry.Cluster{Name: "a", Config: next}, clusterregistry.Cluster{Name: "b", Config: next})
+	}
+	assert.Equal(t, []string{"a", "b"}, s.Registry().Names())
 }

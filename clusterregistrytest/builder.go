@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // DefaultVersion is the server version a FakeClient reports unless
@@ -52,7 +53,7 @@ type FakeClient struct {
 func (c *FakeClient) Name() string { return c.name }
 
 // Config returns a copy of the config the client was built from.
-func (c *FakeClient) Config() *rest.Config { return rest.CopyConfig(c.config) }
+func (c *FakeClient) Config() *rest.Config { return restconfig.Copy(c.config) }
 
 // Kubernetes returns the fake clientset as a kubernetes.Interface.
 func (c *FakeClient) Kubernetes() kubernetes.Interface { return c.clientset }

@@ -7,6 +7,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // NewCluster returns a description of a cluster called name, at
@@ -34,7 +35,7 @@ func NewDefaultCluster(name string) clusterregistry.Cluster {
 // Syncer sees a changed description and builds the cluster a new client, as
 // it would after a credential rotation. c is not changed.
 func WithToken(c clusterregistry.Cluster, token string) clusterregistry.Cluster {
-	c.Config = rest.CopyConfig(c.Config)
+	c.Config = restconfig.Copy(c.Config)
 	c.Config.BearerToken = token
 	return c
 }

@@ -36,6 +36,7 @@ import (
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/safefile"
 )
@@ -159,7 +160,7 @@ func (f *File) Defs() []dedup.Def {
 	f.defs.once.Do(func() { f.defs.defs = Merge(f).Defs() })
 	defs := slices.Clone(f.defs.defs)
 	for i := range defs {
-		defs[i].Cluster.Config = copyConfig(defs[i].Cluster.Config)
+		defs[i].Cluster.Config = restconfig.Copy(defs[i].Cluster.Config)
 	}
 	return defs
 }

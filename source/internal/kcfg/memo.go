@@ -1,16 +1,12 @@
 package kcfg
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"maps"
-	"slices"
 	"sync/atomic"
 
-	"k8s.io/client-go/rest"
-
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // A Memo remembers the clusters that a source resolved from its descriptions
@@ -112,7 +108,7 @@ func (p *Pass) Get(k Key) (clusterregistry.Cluster, bool) {
 		return clusterregistry.Cluster{}, false
 	}
 	p.memo.hits.Add(1)
-	c.Config = copyConfig(c.Config)
+	c.Config = restconfig.Copy(c.Config)
 	return c, true
 }
 
@@ -125,7 +121,7 @@ func (p *Pass) Put(k Key, c clusterregistry.Cluster) clusterregistry.Cluster {
 		return c
 	}
 	p.next[k] = c
-	c.Config = copyConfig(c.Config)
+	c.Config = restconfig.Copy(c.Config)
 	return c
 }
 
@@ -161,33 +157,4 @@ func (p *Pass) Done() {
 	if p != nil {
 		p.memo.entries.Store(&p.next)
 	}
-}
-
-// copyConfig returns a copy of cfg that shares nothing its holder could
-// change in place: rest.CopyConfig, with the byte and string slices, the
-// maps and the exec and auth-provider configs copied as well.
-func copyConfig(cfg *rest.Config) *rest.Config {
-	if cfg == nil {
-		return nil
-	}
-	src := *cfg
-	// rest.CopyConfig writes a copy of ExecProvider.Config into the
-	// ExecProvider that both configs share: a race between two copies.
-	src.ExecProvider = nil
-	c := rest.CopyConfig(&src)
-	c.ExecProvider = cfg.ExecProvider.DeepCopy()
-	c.AuthProvider = cfg.AuthProvider.DeepCopy()
-	c.Impersonate.Groups = slices.Clone(cfg.Impersonate.Groups)
-	if cfg.Impersonate.Extra != nil {
-		c.Impersonate.Extra = maps.Clone(cfg.Impersonate.Extra)
-		for k, v := range c.Impersonate.Extra {
-			c.Impersonate.Extra[k] = slices.Clone(v)
-		}
-	}
-	tls := &c.TLSClientConfig
-	tls.CAData = bytes.Clone(tls.CAData)
-	tls.CertData = bytes.Clone(tls.CertData)
-	tls.KeyData = bytes.Clone(tls.KeyData)
-	tls.NextProtos = slices.Clone(tls.NextProtos)
-	return c
 }

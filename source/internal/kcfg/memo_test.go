@@ -10,9 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/clusterregistry/clusterregistry"
 )
@@ -285,36 +282,6 @@ users: [{name: u, user: {exec: {command: aws, args: [token], apiVersion: client.
 	wg.Wait()
 	hits, _ := m.Stats()
 	assert.Positive(t, hits)
-}
-
-func TestCopyConfigSharesNothing(t *testing.T) {
-	orig := &rest.Config{
-		Host:         "https://a.example",
-		BearerToken:  "tok",
-		Impersonate:  rest.ImpersonationConfig{UserName: "u", Groups: []string{"g"}, Extra: map[string][]string{"k": {"v"}}},
-		AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc", Config: map[string]string{"k": "v"}},
-		ExecProvider: &clientcmdapi.ExecConfig{Command: "aws", Args: []string{"a"}, Env: []clientcmdapi.ExecEnvVar{{Name: "n", Value: "v"}},
-			Config: &runtime.Unknown{Raw: []byte(`{"a":1}`)}},
-		TLSClientConfig: rest.TLSClientConfig{CAData: []byte("ca"), CertData: []byte("cert"), KeyData: []byte("key"), NextProtos: []string{"h2"}},
-	}
-	want := copyConfig(orig)
-	require.Equal(t, orig, want)
-
-	c := copyConfig(orig)
-	c.Host = "x"
-	c.Impersonate.Groups[0] = "x"
-	c.Impersonate.Extra["k"][0] = "x"
-	c.Impersonate.Extra["new"] = nil
-	c.AuthProvider.Config["k"] = "x"
-	c.ExecProvider.Args[0] = "x"
-	c.ExecProvider.Env[0].Value = "x"
-	c.ExecProvider.Config.(*runtime.Unknown).Raw[0] = 'x'
-	c.TLSClientConfig.CAData[0] = 'x'
-	c.TLSClientConfig.CertData[0] = 'x'
-	c.TLSClientConfig.KeyData[0] = 'x'
-	c.TLSClientConfig.NextProtos[0] = "x"
-	assert.Equal(t, want, orig)
-	assert.Nil(t, copyConfig(nil))
 }
 
 func TestFileDefsResolvesOnce(t *testing.T) {
