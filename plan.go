@@ -315,6 +315,9 @@ func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, no
 		default:
 			rep.Unchanged++
 		}
+		if m.h != nil {
+			m.client = m.h.client
+		}
 		if m.fail == nil && p.old != nil && p.old.fail != nil {
 			s.opts.logger.Info("Cluster recovered", "cluster", name)
 			event(EventRecovered, name, nil)

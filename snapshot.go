@@ -143,7 +143,7 @@ func (s Snapshot[T]) All() iter.Seq2[string, T] {
 	st := s.state()
 	return func(yield func(string, T) bool) {
 		for _, m := range st.sorted {
-			if m.h != nil && !yield(m.name, m.h.client) {
+			if m.h != nil && !yield(m.name, m.client) {
 				return
 			}
 		}
