@@ -516,3 +516,42 @@ func TestProxyURLChangeRebuilds(t *testing.T) {
 	f.src.Set(withProxy("http://proxy-2:3128"))
 	assert.Equal(t, []string{"a"}, f.sync(t).Updated, "another proxy from the same code")
 }
+
+// TestEveryReadSeesTheSameClient checks that Get, a Snapshot's Get and All,
+// and Lease agree on a cluster's client after it was added, updated and
+// failed to update: the member keeps its client beside the handle.
+func TestEveryReadSeesTheSameClient(t *testing.T) {
+	f := newFixture(t)
+	f.src.Set(cluster("a", "https://a"))
+	check := func(want *fakeClient) {
+		t.Helper()
+		got, err := f.reg.Get("a")
+		require.NoError(t, err)
+		assert.Same(t, want, got, "Get")
+		snap := f.reg.Snapshot()
+		got, err = snap.Get("a")
+		require.NoError(t, err)
+		assert.Same(t, want, got, "Snapshot.Get")
+		for name, c := range snap.All() {
+			assert.Same(t, want, c, "Snapshot.All: %s", name)
+		}
+		lease, err := f.reg.Lease("a")
+		require.NoError(t, err)
+		assert.Same(t, want, lease.Client(), "Lease")
+		lease.Release()
+	}
+	f.sync(t)
+	first := f.client(t, "a")
+	check(first)
+
+	f.src.Set(withToken(cluster("a", "https://a"), "rotated"))
+	f.sync(t)
+	second := f.client(t, "a")
+	require.NotSame(t, first, second)
+	check(second)
+
+	f.src.Set(cluster("a", "fail-a")) // its rebuild fails
+	rep := f.sync(t)
+	require.Equal(t, []string{"a"}, rep.Failed)
+	check(second) // the last good client
+}

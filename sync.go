@@ -56,9 +56,9 @@ type Syncer[T any] struct {
 
 	syncMu    sync.Mutex // serializes syncs; protects the fields below
 	stopped   bool
-	started   bool      // Run or Close was called
-	closed    bool      // Close was called
-	nextRetry time.Time // earliest backoff retry of a failing cluster; zero if none
+	started   bool          // Run or Close was called
+	closeDone chan struct{} // made by the first Close, closed when it has released everything
+	nextRetry time.Time     // earliest backoff retry of a failing cluster; zero if none
 
 	// releases tracks the retired clients that wait for their leases, and
 	// the builds that overran their deadline; Run waits for both.
@@ -158,7 +158,7 @@ func (s *Syncer[T]) WaitForFirstSync(ctx context.Context) error {
 // Sync runs one sync now and returns its report. It waits for a sync already
 // running to finish first. The error is the source's, or ctx's; errors of
 // single clusters are in the Registry and the report. After Run has returned,
-// Sync returns ErrStopped.
+// or Close was called, Sync returns ErrStopped.
 func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 	s.syncMu.Lock()
 	if s.stopped {
@@ -166,6 +166,9 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 		return SyncReport{}, ErrStopped
 	}
 	rep, retired, err := s.syncLocked(ctx)
+	// Counted before the lock goes, so that a shutdown that takes it next
+	// waits for these releases too.
+	s.releases.Add(len(retired))
 	s.syncMu.Unlock()
 
 	// Phase 4, no lock held: release what left the Registry.
@@ -185,7 +188,7 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 func (s *Syncer[T]) Run(ctx context.Context) error {
 	s.syncMu.Lock()
 	if s.started {
-		closed := s.closed
+		closed := s.closeDone != nil
 		s.syncMu.Unlock()
 		if closed {
 			return fmt.Errorf("clusterregistry: Syncer.Run after Close: %w", ErrStopped)
@@ -251,22 +254,32 @@ func (s *Syncer[T]) Run(ctx context.Context) error {
 // Close stops a Syncer that Run does not drive (one kept current by calling
 // Sync): it waits for a running sync, empties the Registry and releases
 // every client, waiting for leases up to the drain timeout, as Run does when
-// its context ends. Later calls of Sync return ErrStopped, and Run refuses to
-// start. Close may be called more than once; only the first does anything.
-// It returns an error if Run was called: Run's context stops that Syncer.
+// its context ends. Syncs that have not started by then return ErrStopped,
+// and Run refuses to start. Close may be called more than once: every call
+// returns once everything is released. It returns an error while Run drives
+// the Syncer (Run's context stops it), and nil once Run has returned.
 func (s *Syncer[T]) Close() error {
 	s.syncMu.Lock()
-	if s.started {
-		closed := s.closed
+	switch {
+	case s.closeDone != nil:
+		done := s.closeDone
 		s.syncMu.Unlock()
-		if closed {
-			return nil
-		}
+		<-done
+		return nil
+	case s.stopped: // Run has returned, and released everything
+		s.syncMu.Unlock()
+		return nil
+	case s.started:
+		s.syncMu.Unlock()
 		return errors.New("clusterregistry: Syncer.Close of a Syncer that Run drives; cancel Run's context instead")
 	}
-	s.started, s.closed = true, true
+	// stopped at once: no sync starts between this and shutdown.
+	s.started, s.stopped = true, true
+	done := make(chan struct{})
+	s.closeDone = done
 	s.syncMu.Unlock()
 	s.shutdown()
+	close(done)
 	return nil
 }
 
@@ -303,12 +316,17 @@ func (s *Syncer[T]) shutdown() {
 		events = append(events, Event{Type: EventRemoved, Cluster: m.name, Generation: next.generation})
 	}
 	s.publish(next, events, nil)
-	s.syncMu.Unlock()
-
+	var held []*member[T]
 	for _, m := range cur.sorted {
 		if m.h != nil {
-			s.release(m.name, m.h)
+			held = append(held, m)
 		}
+	}
+	s.releases.Add(len(held))
+	s.syncMu.Unlock()
+
+	for _, m := range held {
+		s.release(m.name, m.h)
 	}
 	s.releases.Wait()
 }
@@ -499,9 +517,9 @@ func (s *Syncer[T]) firstSyncDone() bool {
 
 // release hands h's client back to the Builder once its leases are returned
 // (from the Release of the last one), or once the drain timeout has passed.
-// Run waits for every release before it returns.
+// The caller has counted it in s.releases, with s.syncMu held, so that the
+// shutdown of Run or Close waits for it.
 func (s *Syncer[T]) release(name string, h *handle[T]) {
-	s.releases.Add(1)
 	var (
 		freed atomic.Bool // the first of the two paths to set it releases
 		mu    sync.Mutex  // protects timer

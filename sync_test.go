@@ -166,18 +166,21 @@ func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
 	lease, err := f.reg.Lease("a")
 	require.NoError(t, err)
 
-	closed := make(chan error, 1)
+	closed := make(chan error, 2)
 	go func() { closed <- f.syncer.Close() }()
-	require.Eventually(t, func() bool { return f.builder.releasedCount() == 1 }, 10*time.Second, time.Millisecond,
-		"b is released at once")
+	// a's drain timer on the fake clock: Close waits for a's lease.
+	require.Eventually(t, f.clock.HasWaiters, 10*time.Second, time.Millisecond)
+	assert.Equal(t, 1, f.builder.releasedCount(), "b is released at once")
+	go func() { closed <- f.syncer.Close() }()
 	select {
 	case <-closed:
-		t.Fatal("Close returned while a lease was held")
+		t.Fatal("a Close returned while a lease was held")
 	case <-time.After(50 * time.Millisecond):
 	}
 	lease.Release()
 	require.NoError(t, <-closed)
-	assert.Equal(t, 2, f.builder.releasedCount(), "every client is released when Close returns")
+	require.NoError(t, <-closed)
+	assert.Equal(t, 2, f.builder.releasedCount(), "every client is released when either Close returns")
 	_, err = f.reg.Get("a")
 	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
 	assert.ErrorIs(t, f.reg.Snapshot().SourceErr(), clusterregistry.ErrStopped)
@@ -185,7 +188,33 @@ func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
 	_, err = f.syncer.Sync(context.Background())
 	assert.ErrorIs(t, err, clusterregistry.ErrStopped)
 	assert.ErrorIs(t, f.syncer.Run(context.Background()), clusterregistry.ErrStopped, "Run after Close")
-	assert.NoError(t, f.syncer.Close(), "a second Close does nothing")
+	assert.NoError(t, f.syncer.Close(), "a later Close does nothing")
+}
+
+// TestCloseWaitsForASyncsReleases closes while syncs that replace clients
+// run: whatever a sync retired is released by the time Close returns.
+func TestCloseWaitsForASyncsReleases(t *testing.T) {
+	for i := range 100 {
+		f := newFixture(t)
+		f.src.Set(cluster("a", "https://a"))
+		f.sync(t)
+		f.src.Set(withToken(cluster("a", "https://a"), fmt.Sprint(i)))
+		synced := make(chan struct{})
+		go func() {
+			defer close(synced)
+			_, _ = f.syncer.Sync(context.Background()) // may come after Close: ErrStopped
+		}()
+		require.NoError(t, f.syncer.Close())
+		assert.Equal(t, f.builder.buildCount(), f.builder.releasedCount(), "round %d: every client built is released", i)
+		<-synced
+	}
+}
+
+func TestCloseBeforeAnySync(t *testing.T) {
+	f := newFixture(t)
+	require.NoError(t, f.syncer.Close())
+	assert.ErrorIs(t, f.syncer.WaitForFirstSync(context.Background()), clusterregistry.ErrStopped)
+	assert.Zero(t, f.builder.buildCount())
 }
 
 func TestCloseRefusesASyncerThatRunDrives(t *testing.T) {
@@ -200,6 +229,7 @@ func TestCloseRefusesASyncerThatRunDrives(t *testing.T) {
 	assert.NoError(t, err, "a refused Close leaves Run's clusters in place")
 	cancel()
 	require.NoError(t, <-done)
+	assert.NoError(t, f.syncer.Close(), "once Run has returned, everything is released")
 }
 
 func TestRunWaitsForLeasesBeforeReturning(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 // ExecProvider struct that the original and the copy share (a data race
 // between two copies of one config, and a write to the original), and it
 // shares the byte slices of the TLS data, the impersonation groups and
-// extras, and the auth provider's config.
+// extras, the auth provider's config and the content's group version.
 func Copy(cfg *rest.Config) *rest.Config {
 	if cfg == nil {
 		return nil
@@ -24,6 +24,10 @@ func Copy(cfg *rest.Config) *rest.Config {
 	src := *cfg
 	src.ExecProvider = nil // copied below, deeply, without writing to cfg's
 	c := rest.CopyConfig(&src)
+	if cfg.GroupVersion != nil {
+		gv := *cfg.GroupVersion
+		c.GroupVersion = &gv
+	}
 	c.ExecProvider = cfg.ExecProvider.DeepCopy()
 	c.AuthProvider = cfg.AuthProvider.DeepCopy()
 	c.Impersonate.Groups = slices.Clone(cfg.Impersonate.Groups)

@@ -5,19 +5,26 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"go.uber.org/goleak"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
 func full() *rest.Config {
 	return &rest.Config{
-		Host:         "https://c.example",
-		BearerToken:  "tok-s3cr3t",
-		Impersonate:  rest.ImpersonationConfig{UserName: "jane", Groups: []string{"g"}, Extra: map[string][]string{"k": {"v"}}},
-		AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc", Config: map[string]string{"client-id": "id"}},
+		Host:          "https://c.example",
+		ContentConfig: rest.ContentConfig{GroupVersion: &schema.GroupVersion{Group: "apps", Version: "v1"}},
+		BearerToken:   "tok-s3cr3t",
+		Impersonate:   rest.ImpersonationConfig{UserName: "jane", Groups: []string{"g"}, Extra: map[string][]string{"k": {"v"}}},
+		AuthProvider:  &clientcmdapi.AuthProviderConfig{Name: "oidc", Config: map[string]string{"client-id": "id"}},
 		ExecProvider: &clientcmdapi.ExecConfig{
 			Command: "get-token", Args: []string{"--a"}, APIVersion: "client.authentication.k8s.io/v1",
 			Config: &runtime.Unknown{Raw: []byte(`{"audience":"x"}`)},
@@ -31,6 +38,7 @@ func TestCopySharesNothing(t *testing.T) {
 	c := restconfig.Copy(orig)
 	assert.Equal(t, orig, c)
 
+	c.GroupVersion.Version = "changed"
 	c.Impersonate.Groups[0] = "changed"
 	c.Impersonate.Extra["k"][0] = "changed"
 	c.AuthProvider.Config["client-id"] = "changed"
