@@ -25,8 +25,9 @@ import (
 // A cluster name that two or more contexts give (in two files, or in one
 // file by WithRename) is listed once, with no Config and with Err set to a
 // *clusterregistry.FieldError that names the first file and context and
-// every other; other names carry on. Each file's current-context is marked default, so a directory of
-// several files usually has an ambiguous default: use WithDefault.
+// every other; other names carry on. Each file's current-context is marked
+// default, so a directory of several files usually has an ambiguous default:
+// use WithDefault.
 //
 // A Dir is a clusterregistry.Watcher. All methods are safe for concurrent
 // use. WithPath and WithGetenv do not apply to it.
@@ -63,7 +64,8 @@ func NewDir(dir string, opts ...Option) (*Dir, error) {
 //
 // List reads the directory unless a poll of it (the watch's, or another
 // List's) is running: then it returns at once what the poll before that one
-// found, and the watch reports whatever the running poll finds.
+// found. What the running poll finds, the watch reports, or without a watch
+// the next List returns.
 func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -94,8 +96,8 @@ func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	return out, nil
 }
 
-// Watch calls changed once, then checks the directory and its files every
-// poll interval and calls changed when a file was added, changed or removed
+// Watch calls changed once, then checks the directory and its files a poll
+// interval after the end of each check and calls changed when a file was added, changed or removed
 // (once settled), when a certificate file they refer to changed, or when the
 // directory became unreadable or readable again. It blocks until ctx is done
 // and returns nil.

@@ -199,9 +199,9 @@ func (t *tracked) current() (*kcfg.File, error) {
 // A poll holds mu, and no other lock, while it looks at the disk (stat,
 // read, decode), then publishes a view of what it found. Polls run one at a
 // time, so none sees another's bookkeeping half done, and List reads only
-// whole views. List and the watch never wait on each other for a read: a
-// List that finds a poll running returns the view of the poll before it
-// (see list).
+// whole views. Once a view exists, no List waits for a poll: a List that
+// finds one running returns the view of the poll before it (see list). The
+// watch's poll, though, waits for a List's poll to end.
 type poller struct {
 	opts options
 

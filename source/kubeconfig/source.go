@@ -81,7 +81,8 @@ func (s *Source) Paths() []string { return slices.Clone(s.paths) }
 //
 // List reads the files unless a poll of them (the watch's, or another
 // List's) is running: then it returns at once what the poll before that one
-// found, and the watch reports whatever the running poll finds.
+// found. What the running poll finds, the watch reports, or without a watch
+// the next List returns.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -101,8 +102,8 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	return clusters, nil
 }
 
-// Watch calls changed once, then checks the files every poll interval and
-// calls changed when a file's content in use changed, or a certificate file
+// Watch calls changed once, then checks the files a poll interval after the
+// end of each check and calls changed when a file's content in use changed, or a certificate file
 // it refers to did. It blocks until ctx is done and returns nil.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
 	return s.p.watch(ctx, changed, func() {
