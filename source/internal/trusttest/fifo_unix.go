@@ -68,3 +68,34 @@ func (w *Tripwire) Stop() bool {
 	w.wg.Wait()
 	return w.opened.Load()
 }
+
+// NamedPipe makes a named pipe that nobody writes to, in a directory of the
+// test's own: an open of it for reading blocks unless it is non-blocking.
+func NamedPipe(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pipe")
+	require.NoError(t, syscall.Mkfifo(path, 0o600))
+	return path
+}
+
+// Within returns f's result, or fails the test if f has not returned within
+// 10s. A read that waits on the named pipe at fifo is then released (a
+// non-blocking open for writing succeeds while a reader waits), so that a
+// regression fails the test rather than hanging it.
+func Within[T any](t testing.TB, fifo string, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	select {
+	case v := <-done:
+		return v
+	case <-timer.C:
+	}
+	t.Errorf("still blocked on the named pipe %s after 10s", fifo)
+	if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		w.Close()
+	}
+	return <-done
+}
