@@ -29,3 +29,24 @@ func Example_kite() {
 	}
 	go func() { _ = syncer.Run(context.TODO()) }()
 }
+
+// Watching the table: the Syncer lists it within about a second of a change
+// to the count or the latest updated_at, and every 10 minutes regardless.
+func Example_changeQuery() {
+	db, err := sql.Open("sqlite", "clusters.db")
+	if err != nil {
+		log.Fatal(err)
+	}
+	src, err := sqlsource.New(db,
+		sqlsource.WithChangeQuery(`SELECT count(*), max(updated_at) FROM clusters`),
+		sqlsource.WithPollInterval(time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	syncer, err := clusterregistry.NewSyncer(src, clusterregistry.ClientBuilder{},
+		clusterregistry.WithInterval(10*time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { _ = syncer.Run(context.TODO()) }() // also runs src.Watch
+}

@@ -1,6 +1,10 @@
 package sqlsource
 
-import "github.com/clusterregistry/clusterregistry"
+import (
+	"time"
+
+	"github.com/clusterregistry/clusterregistry"
+)
 
 // Row returns the cluster that s makes of a row, as row 1, that holds only a
 // name and a kubeconfig.
@@ -9,3 +13,11 @@ func Row(s *Source, name string, kubeconfig []byte) clusterregistry.Cluster {
 	c, _ := s.cluster(1, cols, []any{name, kubeconfig}, nil)
 	return c
 }
+
+// SetChangeTimeout sets how long one run of s's change query may take, below
+// the least that New allows, so that tests of a hung database end quickly.
+// Call it before Watch.
+func SetChangeTimeout(s *Source, d time.Duration) { s.opts.changeTimeout = d }
+
+// SameRow is sameRow.
+var SameRow = sameRow

@@ -31,12 +31,25 @@
 // kubeconfig or a credential. The other rows carry on. A query that fails
 // fails List, and the Syncer keeps its last good state.
 //
-// A database does not announce changes, so the Source is not a Watcher: the
-// Syncer's interval (clusterregistry.WithInterval) says how soon a changed
-// row takes effect. A List decodes only the kubeconfigs that the previous
-// one did not list, found by a SHA-256 of their bytes after WithTransform
-// (and those that failed or name local files), so a List of many unchanged
-// rows costs little more than the query.
+// A database does not announce changes. By default the Syncer's interval
+// (clusterregistry.WithInterval) says how soon a changed row takes effect.
+// WithChangeQuery makes the Source watch for changes by polling a cheap query
+// instead, such as
+//
+//	src, err := sqlsource.New(db, sqlsource.WithQuery(query),
+//		sqlsource.WithChangeQuery(`SELECT count(*), max(updated_at) FROM clusters`))
+//
+// whose one row changes whenever the listed rows may have changed: Watch runs
+// it every WithPollInterval (1s) and has the Syncer list the table when its
+// result differs, so a change takes effect within about a second and the
+// Syncer's interval can be long. A change query that fails has the Syncer
+// list once (so that it reports the database's error) and once more when the
+// query works again; WithLogger says where its error goes.
+//
+// A List decodes only the kubeconfigs that the previous one did not list,
+// found by a SHA-256 of their bytes after WithTransform (and those that
+// failed or name local files), so a List of many unchanged rows costs little
+// more than the query.
 //
 // Rows are untrusted by default (clusterregistry.UntrustedPolicy; see
 // WithTrustPolicy): a kubeconfig that asks for an exec or auth-provider
@@ -63,6 +76,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
@@ -81,6 +97,8 @@ const (
 	DefaultMaxSize = kcfg.DefaultMaxSize
 	// DefaultMaxClusters bounds the rows one List may list.
 	DefaultMaxClusters = kcfg.DefaultMaxClusters
+	// DefaultPollInterval is how often Watch runs the change query.
+	DefaultPollInterval = time.Second
 )
 
 // An Option configures a Source.
@@ -96,6 +114,13 @@ type options struct {
 	maxSize     int64
 	maxClusters int
 	transform   func([]byte) ([]byte, error)
+
+	changeQuery   *string // nil: no change query, Watch only calls changed once
+	changeArgs    []any
+	pollInterval  time.Duration
+	changeTimeout time.Duration // set by New from pollInterval; tests shorten it
+	clock         clock.WithTicker
+	logger        logr.Logger
 }
 
 type optionFunc func(*options)
@@ -105,6 +130,44 @@ func (f optionFunc) apply(o *options) { f(o) }
 // WithQuery sets the query and its arguments. Default: DefaultQuery.
 func WithQuery(query string, args ...any) Option {
 	return optionFunc(func(o *options) { o.query, o.args = query, slices.Clone(args) })
+}
+
+// WithChangeQuery sets a query, and its arguments, that Watch runs every poll
+// interval (WithPollInterval) to notice changes: a cheap query that returns
+// one row whose values change whenever the rows of the main query may have,
+// such as `SELECT count(*), max(updated_at) FROM clusters` (a DELETE changes
+// the count, an INSERT or UPDATE the time, if every writer sets it) or the
+// value of a revision counter that every writer, or a trigger, increments.
+// The values are compared as the driver returns them ([]byte as text, NULL
+// as itself); a query that returns no row returns a result of its own, and
+// one that returns more than one row fails. Default: none, and Watch reports
+// no change after the one it must report when it starts.
+func WithChangeQuery(query string, args ...any) Option {
+	return optionFunc(func(o *options) { o.changeQuery, o.changeArgs = &query, slices.Clone(args) })
+}
+
+// WithPollInterval sets how long Watch waits after one run of the change
+// query ends before the next one starts. It also bounds a run: one that takes
+// longer than the poll interval, or a second if that is more, is cancelled
+// and counts as failing. Without WithChangeQuery it has no effect. Default:
+// DefaultPollInterval.
+func WithPollInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.pollInterval = d })
+}
+
+// WithClock sets the clock of the poll interval. Tests pass a fake clock
+// (k8s.io/utils/clock/testing). The deadline of one run of the change query
+// follows the wall clock. Default: the real clock.
+func WithClock(c clock.WithTicker) Option {
+	return optionFunc(func(o *options) { o.clock = c })
+}
+
+// WithLogger sets where Watch reports its change query's failures: an error
+// when the query starts failing, with the database's error (which never
+// quotes the query's arguments or data), and an info line when it works
+// again. Default: logr.Discard().
+func WithLogger(l logr.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = l })
 }
 
 // WithTrustPolicy sets which settings a row's kubeconfig may use: exec and
@@ -146,8 +209,9 @@ func WithTransform(f func(kubeconfig []byte) ([]byte, error)) Option {
 	return optionFunc(func(o *options) { o.transform = f })
 }
 
-// A Source lists the clusters of a query's rows. It is safe for concurrent
-// use, as *sql.DB is.
+// A Source lists the clusters of a query's rows, and is a
+// clusterregistry.Watcher that polls its change query (WithChangeQuery). It
+// is safe for concurrent use, as *sql.DB is.
 type Source struct {
 	db   *sql.DB
 	opts options
@@ -156,25 +220,55 @@ type Source struct {
 	memo kcfg.Memo
 }
 
-var _ clusterregistry.ClusterSource = (*Source)(nil)
+var _ clusterregistry.Watcher = (*Source)(nil)
 
 // New returns a Source that runs its query on db. It validates the options
 // and does not touch the database.
 func New(db *sql.DB, opts ...Option) (*Source, error) {
-	o := options{query: DefaultQuery, policy: clusterregistry.UntrustedPolicy, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters}
+	o := options{
+		query:        DefaultQuery,
+		policy:       clusterregistry.UntrustedPolicy,
+		maxSize:      DefaultMaxSize,
+		maxClusters:  DefaultMaxClusters,
+		pollInterval: DefaultPollInterval,
+		clock:        clock.RealClock{},
+		logger:       logr.Discard(),
+	}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
 	if db == nil {
 		return nil, errors.New("sqlsource: db must not be nil")
 	}
-	if strings.TrimSpace(o.query) == "" {
-		return nil, errors.New("sqlsource: query must not be empty")
-	}
-	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
+	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("sqlsource: %w", err)
 	}
+	o.changeTimeout = max(o.pollInterval, minChangeTimeout)
 	return &Source{db: db, opts: o}, nil
+}
+
+// validate returns an error that names every option at fault, or nil.
+func (o *options) validate() error {
+	var msgs []string
+	if strings.TrimSpace(o.query) == "" {
+		msgs = append(msgs, "query must not be empty")
+	}
+	if o.changeQuery != nil && strings.TrimSpace(*o.changeQuery) == "" {
+		msgs = append(msgs, "change query must not be empty")
+	}
+	if o.pollInterval <= 0 {
+		msgs = append(msgs, fmt.Sprintf("poll interval must be positive, got %v", o.pollInterval))
+	}
+	if o.clock == nil {
+		msgs = append(msgs, "clock must not be nil")
+	}
+	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
+		msgs = append(msgs, err.Error())
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // columns says where each known column is in a row; -1 if absent.
