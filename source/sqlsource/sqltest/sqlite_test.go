@@ -52,10 +52,13 @@ users: [{name: main, user: {token: tok-s3cr3t}}]
 `, server)
 }
 
-// openDB makes a SQLite database file with the clusters table.
+// openDB makes a SQLite database file with the clusters table. Its
+// connections wait for one another's locks (busy_timeout) rather than fail
+// with SQLITE_BUSY: a test writes while a Syncer's List or the source's
+// change query reads on another connection of the pool.
 func openDB(t *testing.T) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "clusters.db"))
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "clusters.db")+"?_pragma=busy_timeout(10000)")
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, db.Close()) })
 	_, err = db.Exec(schema)
