@@ -375,10 +375,14 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	return nil
 }
 
-// trim drops what the Source never reads, to keep the cache small.
+// trim drops what the Source never reads, to keep the cache small. It
+// changes a copy, not obj: whoever delivered obj may still hold it (the fake
+// clientset's tracker does, and reads it as trim would write it).
 func trim(obj any) (any, error) {
-	if sec, ok := obj.(*corev1.Secret); ok {
-		sec.ManagedFields = nil
+	if sec, ok := obj.(*corev1.Secret); ok && sec.ManagedFields != nil {
+		trimmed := *sec
+		trimmed.ManagedFields = nil
+		return &trimmed, nil
 	}
 	return obj, nil
 }
