@@ -54,11 +54,13 @@ type Syncer[T any] struct {
 	// firstErr is written once, before firstDone is closed.
 	firstErr error
 
+	drained chan struct{} // closed when shutdown has released every client
+
 	syncMu    sync.Mutex // serializes syncs; protects the fields below
 	stopped   bool
-	started   bool          // Run or Close was called
-	closeDone chan struct{} // made by the first Close, closed when it has released everything
-	nextRetry time.Time     // earliest backoff retry of a failing cluster; zero if none
+	started   bool      // Run or Close was called
+	closed    bool      // Close was called
+	nextRetry time.Time // earliest backoff retry of a failing cluster; zero if none
 
 	// releases tracks the retired clients that wait for their leases, and
 	// the builds that overran their deadline; Run waits for both.
@@ -126,6 +128,7 @@ func NewSyncer[T any](source ClusterSource, builder Builder[T], opts ...Option) 
 		reg:       newRegistry[T](),
 		trigger:   make(chan struct{}, 1),
 		firstDone: make(chan struct{}),
+		drained:   make(chan struct{}),
 	}, nil
 }
 
@@ -170,6 +173,9 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 	// waits for these releases too.
 	s.releases.Add(len(retired))
 	s.syncMu.Unlock()
+	if testHookAfterSyncUnlock != nil {
+		testHookAfterSyncUnlock()
+	}
 
 	// Phase 4, no lock held: release what left the Registry.
 	for _, r := range retired {
@@ -178,6 +184,10 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 	s.opts.observer.SyncDone(rep, err)
 	return rep, err
 }
+
+// testHookAfterSyncUnlock, when set by a test, runs in Sync between the end
+// of the sync and the release of what it retired.
+var testHookAfterSyncUnlock func()
 
 // Run syncs at once, then whenever the interval passes, a trigger arrives,
 // the source reports a change (if it is a Watcher) or a failing cluster's
@@ -188,7 +198,7 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 func (s *Syncer[T]) Run(ctx context.Context) error {
 	s.syncMu.Lock()
 	if s.started {
-		closed := s.closeDone != nil
+		closed := s.closed
 		s.syncMu.Unlock()
 		if closed {
 			return fmt.Errorf("clusterregistry: Syncer.Run after Close: %w", ErrStopped)
@@ -257,29 +267,23 @@ func (s *Syncer[T]) Run(ctx context.Context) error {
 // its context ends. Syncs that have not started by then return ErrStopped,
 // and Run refuses to start. Close may be called more than once: every call
 // returns once everything is released. It returns an error while Run drives
-// the Syncer (Run's context stops it), and nil once Run has returned.
+// the Syncer (Run's context stops it); once that context has ended, it waits
+// for Run's own release of every client and returns nil.
 func (s *Syncer[T]) Close() error {
 	s.syncMu.Lock()
 	switch {
-	case s.closeDone != nil:
-		done := s.closeDone
+	case s.stopped: // by an earlier Close, or by Run as its context ended
 		s.syncMu.Unlock()
-		<-done
-		return nil
-	case s.stopped: // Run has returned, and released everything
-		s.syncMu.Unlock()
+		<-s.drained
 		return nil
 	case s.started:
 		s.syncMu.Unlock()
 		return errors.New("clusterregistry: Syncer.Close of a Syncer that Run drives; cancel Run's context instead")
 	}
 	// stopped at once: no sync starts between this and shutdown.
-	s.started, s.stopped = true, true
-	done := make(chan struct{})
-	s.closeDone = done
+	s.started, s.stopped, s.closed = true, true, true
 	s.syncMu.Unlock()
 	s.shutdown()
-	close(done)
 	return nil
 }
 
@@ -329,6 +333,7 @@ func (s *Syncer[T]) shutdown() {
 		s.release(m.name, m.h)
 	}
 	s.releases.Wait()
+	close(s.drained)
 }
 
 // partialPublishEvery is how often a sync that waits for slow builds

@@ -2,6 +2,7 @@ package clusterregistry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -168,9 +169,10 @@ func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
 
 	closed := make(chan error, 2)
 	go func() { closed <- f.syncer.Close() }()
-	// a's drain timer on the fake clock: Close waits for a's lease.
-	require.Eventually(t, f.clock.HasWaiters, 10*time.Second, time.Millisecond)
-	assert.Equal(t, 1, f.builder.releasedCount(), "b is released at once")
+	// b released, and a's drain timer on the fake clock: Close waits for a's
+	// lease.
+	require.Eventually(t, func() bool { return f.clock.HasWaiters() && f.builder.releasedCount() == 1 },
+		10*time.Second, time.Millisecond)
 	go func() { closed <- f.syncer.Close() }()
 	select {
 	case <-closed:
@@ -191,23 +193,64 @@ func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
 	assert.NoError(t, f.syncer.Close(), "a later Close does nothing")
 }
 
-// TestCloseWaitsForASyncsReleases closes while syncs that replace clients
-// run: whatever a sync retired is released by the time Close returns.
+// TestCloseWaitsForASyncsReleases closes a Syncer just after a sync has let
+// go of its lock and before it releases the client it replaced, which a
+// lease holds: Close must wait for that release too.
 func TestCloseWaitsForASyncsReleases(t *testing.T) {
-	for i := range 100 {
-		f := newFixture(t)
-		f.src.Set(cluster("a", "https://a"))
-		f.sync(t)
-		f.src.Set(withToken(cluster("a", "https://a"), fmt.Sprint(i)))
-		synced := make(chan struct{})
-		go func() {
-			defer close(synced)
-			_, _ = f.syncer.Sync(context.Background()) // may come after Close: ErrStopped
-		}()
-		require.NoError(t, f.syncer.Close())
-		assert.Equal(t, f.builder.buildCount(), f.builder.releasedCount(), "round %d: every client built is released", i)
-		<-synced
+	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Hour))
+	f.src.Set(cluster("a", "https://a"))
+	f.sync(t)
+	lease, err := f.reg.Lease("a")
+	require.NoError(t, err)
+	f.src.Set(withToken(cluster("a", "https://a"), "rotated"))
+
+	closed := make(chan error, 1)
+	reset := clusterregistry.SetTestHookAfterSyncUnlock(func() {
+		go func() { closed <- f.syncer.Close() }()
+		// Close has released the new client (nothing leases it) and waits.
+		require.Eventually(t, func() bool { return f.builder.releasedCount() == 1 }, 10*time.Second, time.Millisecond)
+	})
+	defer reset()
+	f.sync(t)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while the replaced client was leased", err)
+	case <-time.After(50 * time.Millisecond):
 	}
+	lease.Release()
+	require.NoError(t, <-closed)
+	assert.Equal(t, 2, f.builder.releasedCount(), "both clients are released when Close returns")
+	assert.True(t, lease.Client().released.Load())
+}
+
+// TestCloseWhileRunStops closes a Syncer whose Run is stopping: Close waits
+// for Run's release of every client.
+func TestCloseWhileRunStops(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Hour))
+	f.src.Set(cluster("a", "https://a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- f.syncer.Run(ctx) }()
+	require.NoError(t, f.syncer.WaitForFirstSync(ctx))
+	lease, err := f.reg.Lease("a")
+	require.NoError(t, err)
+	cancel()
+	require.Eventually(t, func() bool {
+		_, err := f.syncer.Sync(context.Background())
+		return errors.Is(err, clusterregistry.ErrStopped)
+	}, 10*time.Second, time.Millisecond, "Run is stopping")
+
+	closed := make(chan error, 1)
+	go func() { closed <- f.syncer.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while Run still waited for a lease", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	lease.Release()
+	require.NoError(t, <-closed)
+	require.NoError(t, <-ran)
+	assert.Equal(t, 1, f.builder.releasedCount())
 }
 
 func TestCloseBeforeAnySync(t *testing.T) {
