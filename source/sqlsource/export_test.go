@@ -21,3 +21,6 @@ func SetChangeTimeout(s *Source, d time.Duration) { s.opts.changeTimeout = d }
 
 // SameRow is sameRow.
 var SameRow = sameRow
+
+// Scrub is scrub.
+var Scrub = scrub

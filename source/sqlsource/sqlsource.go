@@ -29,7 +29,9 @@
 // set to a *clusterregistry.FieldError whose Location is the row ("row 3",
 // counting from 1) and whose Field is the column; the error never quotes a
 // kubeconfig or a credential. The other rows carry on. A query that fails
-// fails List, and the Syncer keeps its last good state.
+// fails List, and the Syncer keeps its last good state; where the database's
+// error quotes one of the query's text arguments, it is replaced by $1, $2...
+// (see WithQuery).
 //
 // A database does not announce changes. By default the Syncer's interval
 // (clusterregistry.WithInterval) says how soon a changed row takes effect.
@@ -40,11 +42,13 @@
 //		sqlsource.WithChangeQuery(`SELECT count(*), max(updated_at) FROM clusters`))
 //
 // whose one row changes whenever the listed rows may have changed: Watch runs
-// it every WithPollInterval (1s) and has the Syncer list the table when its
-// result differs, so a change takes effect within about a second and the
-// Syncer's interval can be long. A change query that fails has the Syncer
-// list once (so that it reports the database's error) and once more when the
-// query works again; WithLogger says where its error goes.
+// it a poll interval (WithPollInterval, 1s) after each run ends and has the
+// Syncer list the table when its result differs, so a change takes effect
+// within about a second and the Syncer's interval can be long. A change query
+// that fails has the Syncer list once (so that it reports the database's
+// error) and once more when the query works again; WithLogger says where its
+// error goes. Without a change query, Watch returns at once: there is nothing
+// to watch, and the Syncer lists on its interval.
 //
 // A List decodes only the kubeconfigs that the previous one did not list,
 // found by a SHA-256 of their bytes after WithTransform (and those that
@@ -97,7 +101,8 @@ const (
 	DefaultMaxSize = kcfg.DefaultMaxSize
 	// DefaultMaxClusters bounds the rows one List may list.
 	DefaultMaxClusters = kcfg.DefaultMaxClusters
-	// DefaultPollInterval is how often Watch runs the change query.
+	// DefaultPollInterval is how long Watch waits after one run of the
+	// change query before the next.
 	DefaultPollInterval = time.Second
 )
 
@@ -115,7 +120,7 @@ type options struct {
 	maxClusters int
 	transform   func([]byte) ([]byte, error)
 
-	changeQuery   *string // nil: no change query, Watch only calls changed once
+	changeQuery   *string // nil: no change query, Watch returns at once
 	changeArgs    []any
 	pollInterval  time.Duration
 	changeTimeout time.Duration // set by New from pollInterval; tests shorten it
@@ -127,21 +132,28 @@ type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
 
-// WithQuery sets the query and its arguments. Default: DefaultQuery.
+// WithQuery sets the query and its arguments. Where the database's error
+// quotes an argument that is a string or []byte (or an sql.NamedArg of one)
+// of 4 bytes or more, List's error has $1 for the first argument, $2 for the
+// second, and so on, instead; a shorter argument is left as the driver quotes
+// it, so do not pass a secret that short. Default: DefaultQuery.
 func WithQuery(query string, args ...any) Option {
 	return optionFunc(func(o *options) { o.query, o.args = query, slices.Clone(args) })
 }
 
-// WithChangeQuery sets a query, and its arguments, that Watch runs every poll
-// interval (WithPollInterval) to notice changes: a cheap query that returns
+// WithChangeQuery sets a query, and its arguments, that Watch runs a poll
+// interval (WithPollInterval) after each run ends to notice changes: a cheap
+// query that returns
 // one row whose values change whenever the rows of the main query may have,
 // such as `SELECT count(*), max(updated_at) FROM clusters` (a DELETE changes
 // the count, an INSERT or UPDATE the time, if every writer sets it) or the
 // value of a revision counter that every writer, or a trigger, increments.
 // The values are compared as the driver returns them ([]byte as text, NULL
 // as itself); a query that returns no row returns a result of its own, and
-// one that returns more than one row fails. Default: none, and Watch reports
-// no change after the one it must report when it starts.
+// one that returns more than one row fails. Its errors hide its arguments as
+// WithQuery's do: a string or []byte argument of 4 bytes or more that the
+// database's error quotes is replaced by $N, N being its position from 1.
+// Default: none, and Watch returns at once without calling changed.
 func WithChangeQuery(query string, args ...any) Option {
 	return optionFunc(func(o *options) { o.changeQuery, o.changeArgs = &query, slices.Clone(args) })
 }
@@ -149,7 +161,9 @@ func WithChangeQuery(query string, args ...any) Option {
 // WithPollInterval sets how long Watch waits after one run of the change
 // query ends before the next one starts. It also bounds a run: one that takes
 // longer than the poll interval, or a second if that is more, is cancelled
-// and counts as failing. Without WithChangeQuery it has no effect. Default:
+// and counts as failing. A very small interval has the database run the
+// change query almost without pause, as each run starts as soon as the one
+// before it ends. Without WithChangeQuery it has no effect. Default:
 // DefaultPollInterval.
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.pollInterval = d })
@@ -163,9 +177,9 @@ func WithClock(c clock.WithTicker) Option {
 }
 
 // WithLogger sets where Watch reports its change query's failures: an error
-// when the query starts failing, with the database's error (which never
-// quotes the query's arguments or data), and an info line when it works
-// again. Default: logr.Discard().
+// when the query starts failing, with the database's error (its arguments
+// hidden as WithChangeQuery says), and an info line when it works again.
+// Default: logr.Discard().
 func WithLogger(l logr.Logger) Option {
 	return optionFunc(func(o *options) { o.logger = l })
 }
@@ -313,12 +327,12 @@ func findColumns(names []string) (columns, error) {
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	rows, err := s.db.QueryContext(ctx, s.opts.query, s.opts.args...)
 	if err != nil {
-		return nil, fmt.Errorf("query clusters: %w", err)
+		return nil, fmt.Errorf("query clusters: %w", scrub(err, s.opts.args))
 	}
 	defer rows.Close()
 	names, err := rows.Columns()
 	if err != nil {
-		return nil, fmt.Errorf("query clusters: %w", err)
+		return nil, fmt.Errorf("query clusters: %w", scrub(err, s.opts.args))
 	}
 	cols, err := findColumns(names)
 	if err != nil {
@@ -335,7 +349,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	for n := 1; rows.Next(); n++ {
 		clear(values)
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("query clusters: row %d: %w", n, err)
+			return nil, fmt.Errorf("query clusters: row %d: %w", n, scrub(err, s.opts.args))
 		}
 		c, enabled := s.cluster(n, cols, values, pass)
 		if !enabled {
@@ -347,7 +361,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		defs = append(defs, dedup.Def{Cluster: c, Location: rowLocation(n), Field: "name"})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query clusters: %w", err)
+		return nil, fmt.Errorf("query clusters: %w", scrub(err, s.opts.args))
 	}
 	pass.Done()
 	return dedup.Clusters(defs), nil

@@ -13,24 +13,24 @@ import (
 // before it is cancelled, however short the poll interval.
 const minChangeTimeout = time.Second
 
-// Watch calls changed once, then, if the Source has a change query
-// (WithChangeQuery), runs it a poll interval (WithPollInterval) after the end
-// of each run and calls changed when its row differs from the previous run's.
+// Watch runs the change query (WithChangeQuery), calls changed once, then
+// runs the query again a poll interval (WithPollInterval) after the end of
+// each run and calls changed when its row differs from the previous run's.
 // It also calls changed once when the query starts failing, so that the
 // Syncer's next List reports the database's error, and once when it works
 // again; WithLogger says where the query's error goes. A run that takes
 // longer than the poll interval, or a second if that is more, is cancelled
 // and counts as failing, so a database that hangs cannot stop the watch.
-// Without a change query, Watch only calls changed once: the Syncer's interval
-// decides how soon a changed row takes effect.
 //
 // Watch blocks until ctx is done, which also cancels a running query (if the
-// driver honours contexts), and returns nil. It starts no goroutine. Several
-// Watch calls may run at once; each runs the change query on its own.
+// driver honours contexts), and returns nil. Without a change query it has
+// nothing to watch: it returns nil at once without calling changed, and the
+// Syncer's interval decides how soon a changed row takes effect (Syncer.Run
+// carries on without a watch, and so does not list twice at the start). It
+// starts no goroutine. Several Watch calls may run at once; each runs the
+// change query on its own.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
 	if s.opts.changeQuery == nil {
-		changed()
-		<-ctx.Done()
 		return nil
 	}
 	// The first result is taken before changed is called: a change made
@@ -76,11 +76,12 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 
 // runChangeQuery runs the change query once, under a deadline of its own,
 // and returns its row (nil if it returned none), with []byte values turned
-// into strings. Its errors never quote the query's arguments or its data.
+// into strings. Its errors hide the query's arguments (scrub).
 func (s *Source) runChangeQuery(ctx context.Context) ([]any, error) {
 	qctx, cancel := context.WithTimeout(ctx, s.opts.changeTimeout)
 	defer cancel()
 	row, err := s.queryRow(qctx)
+	err = scrub(err, s.opts.changeArgs)
 	if err != nil && qctx.Err() != nil && ctx.Err() == nil {
 		// The driver's error may not say that the deadline passed (SQLite
 		// says "interrupted").
