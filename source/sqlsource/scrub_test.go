@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	fakeclock "k8s.io/utils/clock/testing"
 
+	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
 )
 
@@ -76,14 +77,14 @@ func TestWatchHidesArguments(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := fakeclock.NewFakeClock(time.Unix(1_000_000, 0))
-			var l logs
+			var l trusttest.Logs
 			src, err := sqlsource.New(openEchoDB(t, tt.hang), sqlsource.WithChangeQuery("SELECT version FROM clusters WHERE id = ?", secret),
-				sqlsource.WithClock(clk), sqlsource.WithLogger(l.logger()))
+				sqlsource.WithClock(clk), sqlsource.WithLogger(l.Logger()))
 			require.NoError(t, err)
 			sqlsource.SetChangeTimeout(src, 10*time.Millisecond)
 			w := startWatch(t, src)
 			require.Eventually(t, func() bool { return w.changes.Load() == 1 }, 5*time.Second, time.Millisecond)
-			lines := l.get()
+			lines := l.Lines()
 			require.Len(t, lines, 1)
 			assert.Contains(t, lines[0], tt.wantLine)
 			assert.NotContains(t, lines[0], "s3cr3t")

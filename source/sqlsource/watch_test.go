@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	fakeclock "k8s.io/utils/clock/testing"
 
+	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
 )
 
@@ -56,26 +55,6 @@ func openHangDB(t *testing.T, failFirst int64) (*sql.DB, *hangDB) {
 	db := sql.OpenDB(h)
 	t.Cleanup(func() { assert.NoError(t, db.Close()) })
 	return db, h
-}
-
-// logs records what a logger logs.
-type logs struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logs) logger() logr.Logger {
-	return funcr.New(func(prefix, args string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, args)
-	}, funcr.Options{})
-}
-
-func (l *logs) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
 }
 
 // watch runs src.Watch until the test ends or stop is called, counting the
@@ -136,9 +115,9 @@ func TestWatchWithoutChangeQuery(t *testing.T) {
 func TestWatchSurvivesAHungDatabase(t *testing.T) {
 	db, h := openHangDB(t, 0)
 	clk := fakeclock.NewFakeClock(time.Unix(1_000_000, 0))
-	var l logs
+	var l trusttest.Logs
 	src, err := sqlsource.New(db, sqlsource.WithChangeQuery("SELECT version FROM clusters WHERE owner = ?", "arg-s3cr3t"),
-		sqlsource.WithClock(clk), sqlsource.WithPollInterval(interval), sqlsource.WithLogger(l.logger()))
+		sqlsource.WithClock(clk), sqlsource.WithPollInterval(interval), sqlsource.WithLogger(l.Logger()))
 	require.NoError(t, err)
 	sqlsource.SetChangeTimeout(src, 10*time.Millisecond)
 	w := startWatch(t, src)
@@ -147,7 +126,7 @@ func TestWatchSurvivesAHungDatabase(t *testing.T) {
 	// and the timer is set.
 	require.Eventually(t, func() bool { return w.changes.Load() == 1 && clk.HasWaiters() }, 5*time.Second, time.Millisecond)
 	assert.EqualValues(t, 1, h.queries.Load())
-	lines := l.get()
+	lines := l.Lines()
 	require.Len(t, lines, 1)
 	assert.Contains(t, lines[0], "change query: no result within 10ms: context deadline exceeded")
 	assert.NotContains(t, lines[0], "s3cr3t")
@@ -159,7 +138,7 @@ func TestWatchSurvivesAHungDatabase(t *testing.T) {
 		assert.Equal(t, n, h.queries.Load())
 		assert.EqualValues(t, 1, w.changes.Load())
 	}
-	assert.Len(t, l.get(), 1, "a query that keeps failing is logged once")
+	assert.Len(t, l.Lines(), 1, "a query that keeps failing is logged once")
 }
 
 func TestWatchReturnsWhileAQueryHangs(t *testing.T) {

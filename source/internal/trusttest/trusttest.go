@@ -2,7 +2,8 @@
 // TLS API server whose token only an exec plugin knows, kubeconfigs that ask
 // the service to run a command or read a key file, and a Syncer with the
 // library's ClientBuilder to drive them, so that an accepted exec plugin
-// really runs.
+// really runs; and the small tools of tests that a source must not block
+// or leak through: named pipes, bounded waits, a log recorder.
 package trusttest
 
 import (

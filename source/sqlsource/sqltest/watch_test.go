@@ -9,13 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	fakeclock "k8s.io/utils/clock/testing"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
 )
 
@@ -25,34 +24,14 @@ const pollInterval = time.Second
 // new version.
 const changeQuery = `SELECT count(*), max(version) FROM clusters`
 
-// logs records what a logger logs.
-type logs struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logs) logger() logr.Logger {
-	return funcr.New(func(_, args string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, args)
-	}, funcr.Options{})
-}
-
-func (l *logs) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
 // newWatchedSource returns a Source over db with the change query and a fake
 // clock.
-func newWatchedSource(t *testing.T, db *sql.DB, l *logs, query string, args ...any) (*sqlsource.Source, *fakeclock.FakeClock) {
+func newWatchedSource(t *testing.T, db *sql.DB, l *trusttest.Logs, query string, args ...any) (*sqlsource.Source, *fakeclock.FakeClock) {
 	t.Helper()
 	clk := fakeclock.NewFakeClock(time.Unix(1_000_000, 0))
 	src, err := sqlsource.New(db, sqlsource.WithQuery(`SELECT name, kubeconfig, is_default, enabled, labels, version AS revision FROM clusters ORDER BY id`),
 		sqlsource.WithChangeQuery(query, args...), sqlsource.WithPollInterval(pollInterval),
-		sqlsource.WithClock(clk), sqlsource.WithLogger(l.logger()))
+		sqlsource.WithClock(clk), sqlsource.WithLogger(l.Logger()))
 	require.NoError(t, err)
 	return src, clk
 }
@@ -116,7 +95,7 @@ func exec(t *testing.T, db *sql.DB, query string, args ...any) {
 func TestWatchPollsTheChangeQuery(t *testing.T) {
 	db := openDB(t)
 	insert(t, db, "prod", kubeconfig("https://prod.example"), true, true, nil)
-	var l logs
+	var l trusttest.Logs
 	src, clk := newWatchedSource(t, db, &l, changeQuery)
 	w := startWatch(t, src, clk)
 
@@ -147,7 +126,7 @@ func TestWatchPollsTheChangeQuery(t *testing.T) {
 	w.poll()
 	assert.EqualValues(t, 5, w.changes.Load(), "a write that leaves the change query's row as it was goes unseen")
 
-	assert.Empty(t, l.get())
+	assert.Empty(t, l.Lines())
 	w.stop()
 	assert.EqualValues(t, 5, w.changes.Load())
 }
@@ -155,7 +134,7 @@ func TestWatchPollsTheChangeQuery(t *testing.T) {
 func TestWatchComparesBlobsTimesAndNulls(t *testing.T) {
 	db := openDB(t)
 	exec(t, db, `CREATE TABLE revision (id INTEGER PRIMARY KEY, rev BLOB, at DATETIME)`)
-	var l logs
+	var l trusttest.Logs
 	src, clk := newWatchedSource(t, db, &l, `SELECT rev, at FROM revision WHERE id = ?`, 1)
 	w := startWatch(t, src, clk)
 
@@ -180,13 +159,13 @@ func TestWatchComparesBlobsTimesAndNulls(t *testing.T) {
 		w.poll()
 		assert.Equal(t, s.want, w.changes.Load(), s.name)
 	}
-	assert.Empty(t, l.get())
+	assert.Empty(t, l.Lines())
 }
 
 func TestWatchReportsAFailingQueryOnce(t *testing.T) {
 	db := openDB(t)
 	insert(t, db, "prod", kubeconfig("https://prod.example"), true, true, nil)
-	var l logs
+	var l trusttest.Logs
 	src, clk := newWatchedSource(t, db, &l, `SELECT count(*) FROM clusters WHERE name <> ?`, "arg-s3cr3t")
 	w := startWatch(t, src, clk)
 
@@ -196,7 +175,7 @@ func TestWatchReportsAFailingQueryOnce(t *testing.T) {
 	w.poll()
 	w.poll()
 	assert.EqualValues(t, 2, w.changes.Load(), "still failing: nothing new")
-	lines := l.get()
+	lines := l.Lines()
 	require.Len(t, lines, 1, "logged once")
 	assert.Contains(t, lines[0], "change query: ")
 	assert.Contains(t, lines[0], "no such table: clusters")
@@ -207,18 +186,18 @@ func TestWatchReportsAFailingQueryOnce(t *testing.T) {
 	assert.EqualValues(t, 3, w.changes.Load(), "working again")
 	w.poll()
 	assert.EqualValues(t, 3, w.changes.Load())
-	lines = l.get()
+	lines = l.Lines()
 	require.Len(t, lines, 2)
 	assert.Contains(t, lines[1], "Change query works again")
 }
 
 func TestWatchOfAQueryThatFailsFromTheStart(t *testing.T) {
 	db := openDB(t)
-	var l logs
+	var l trusttest.Logs
 	src, clk := newWatchedSource(t, db, &l, `SELECT max(rev) FROM revision`)
 	w := startWatch(t, src, clk)
-	require.Len(t, l.get(), 1, "the first run's error is logged")
-	assert.Contains(t, l.get()[0], "no such table: revision")
+	require.Len(t, l.Lines(), 1, "the first run's error is logged")
+	assert.Contains(t, l.Lines()[0], "no such table: revision")
 	w.poll()
 	assert.EqualValues(t, 1, w.changes.Load())
 
@@ -231,13 +210,13 @@ func TestWatchRejectsMoreThanOneRow(t *testing.T) {
 	db := openDB(t)
 	insert(t, db, "prod", kubeconfig("https://prod.example"), true, true, nil)
 	insert(t, db, "stage", kubeconfig("https://stage.example"), false, true, nil)
-	var l logs
+	var l trusttest.Logs
 	src, clk := newWatchedSource(t, db, &l, `SELECT version FROM clusters`)
 	w := startWatch(t, src, clk)
 	w.poll()
 	assert.EqualValues(t, 1, w.changes.Load())
-	require.Len(t, l.get(), 1)
-	assert.Contains(t, l.get()[0], "change query: more than one row")
+	require.Len(t, l.Lines(), 1)
+	assert.Contains(t, l.Lines()[0], "change query: more than one row")
 }
 
 // TestSyncerFollowsTheChangeQuery runs a Syncer whose interval is an hour:
@@ -245,7 +224,7 @@ func TestWatchRejectsMoreThanOneRow(t *testing.T) {
 func TestSyncerFollowsTheChangeQuery(t *testing.T) {
 	db := openDB(t)
 	insert(t, db, "prod", kubeconfig("https://prod.example"), true, true, nil)
-	var l logs
+	var l trusttest.Logs
 	src, clk := newWatchedSource(t, db, &l, changeQuery)
 	syncer, err := clusterregistry.NewSyncer(src, clusterregistry.BuilderFuncs[string]{
 		BuildFunc: func(_ context.Context, c clusterregistry.Cluster) (string, error) { return c.Config.Host, nil },
@@ -284,5 +263,5 @@ func TestSyncerFollowsTheChangeQuery(t *testing.T) {
 	require.Eventually(t, func() bool { return reg.Snapshot().SourceErr() != nil }, 5*time.Second, time.Millisecond)
 	assert.ErrorContains(t, reg.Snapshot().SourceErr(), "no such table")
 	assert.Equal(t, []string{"prod", "stage"}, reg.Names())
-	assert.True(t, strings.Contains(strings.Join(l.get(), "\n"), "change query: "))
+	assert.True(t, strings.Contains(strings.Join(l.Lines(), "\n"), "change query: "))
 }
