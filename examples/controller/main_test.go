@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -21,30 +18,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Build (or find) the servers before the tests start, outside the test
-	// timeout: a cold build takes about 10 minutes on 2 cores.
-	flag.Parse()
-	if !testing.Short() {
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-		_, err := localcluster.EnsureBinaries(ctx, os.Stderr)
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: the local Kubernetes servers could not be built:", err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	if err := localcluster.StopAll(); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: stopping the local clusters:", err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(clusterregistrytest.LeakOptions()...); err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: goroutines leaked:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	// The servers are built (or found) before the tests start, outside the
+	// test timeout; -short skips the tests that need them.
+	os.Exit(localcluster.RunTests(m, func() bool { return !testing.Short() }, clusterregistrytest.LeakOptions()...))
 }
 
 // TestControllerOnLocalClusters runs the controller as `go run ./controller

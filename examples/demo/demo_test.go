@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/clusterregistry/clusterregistry/clusterregistrytest"
 	"github.com/clusterregistry/clusterregistry/test/localcluster"
@@ -22,31 +19,10 @@ import (
 // These tests run real local clusters. The first run builds the servers
 // (about 10 minutes on 2 cores); go test -short skips the tests instead.
 func TestMain(m *testing.M) {
-	// Build (or find) the servers before the tests start, outside the test
-	// timeout: a cold build takes about 10 minutes on 2 cores.
-	flag.Parse()
-	if !testing.Short() || os.Getenv(browserTestEnv) == "1" {
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-		_, err := localcluster.EnsureBinaries(ctx, os.Stderr)
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: the local Kubernetes servers could not be built:", err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	// Whatever a failed test left running goes now; then nothing may remain.
-	if err := localcluster.StopAll(); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: stopping the local clusters:", err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleakFind(); err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: goroutines leaked:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	// The servers are built (or found) before the tests start, outside the
+	// test timeout; -short skips the tests that need them.
+	needed := func() bool { return !testing.Short() || os.Getenv(browserTestEnv) == "1" }
+	os.Exit(localcluster.RunTests(m, needed, clusterregistrytest.LeakOptions()...))
 }
 
 func skipIfShort(t *testing.T) {
@@ -134,8 +110,4 @@ func assertNoCredentials(t *testing.T, s string) {
 		}
 	}
 	assert.NotContains(t, s, "eyJ", "no JWT in the output")
-}
-
-func goleakFind() error {
-	return goleak.Find(clusterregistrytest.LeakOptions()...)
 }
