@@ -12,31 +12,6 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/secret"
 )
 
-// checkCluster fails t if c is neither usable nor an error, if it is usable
-// with a setting that the Source's default UntrustedPolicy refuses or with
-// an invalid name, or if its error quotes one of secrets (unless the value
-// is also among the public strings that an error may name).
-func checkCluster(t *testing.T, c clusterregistry.Cluster, public string, secrets ...string) {
-	if c.Err == nil {
-		if c.Config == nil {
-			t.Fatalf("cluster %q has neither Config nor Err", c.Name)
-		}
-		if err := clusterregistry.UntrustedPolicy.CheckConfig(c.Config); err != nil {
-			t.Fatalf("cluster %q: a refused setting reached the config: %v", c.Name, err)
-		}
-		if err := clusterregistry.ValidateName(c.Name); err != nil {
-			t.Fatalf("cluster %q: usable with an invalid name: %v", c.Name, err)
-		}
-		return
-	}
-	if c.Config != nil {
-		t.Fatalf("cluster %q has both Config and Err %v", c.Name, c.Err)
-	}
-	if s := leakcheck.Quoted(c.Err.Error(), public, secrets...); s != "" {
-		t.Fatalf("cluster %q: error quotes the credential %q: %v", c.Name, s, c.Err)
-	}
-}
-
 // FuzzKubeconfigSecret checks that no kubeconfig in a Secret makes the
 // Source panic or quote a credential.
 func FuzzKubeconfigSecret(f *testing.F) {
@@ -73,7 +48,7 @@ users: [{name: u, user: {auth-provider: {name: gcp, config: {cmd-path: /bin/sh, 
 			t.Fatalf("cluster named %q, not after its Secret", c.Name)
 		}
 		secrets, public := leakcheck.Kubeconfig(data)
-		checkCluster(t, c, public, secrets...)
+		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public, secrets...)
 	})
 }
 
@@ -117,6 +92,6 @@ func FuzzArgoCDSecret(f *testing.F) {
 			}
 		}
 		secrets = append(secrets, server)
-		checkCluster(t, c, name+"\x00cluster-1\x00argocd", secrets...)
+		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, name+"\x00cluster-1\x00argocd", secrets...)
 	})
 }

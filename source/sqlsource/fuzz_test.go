@@ -35,28 +35,11 @@ users: [{name: u, user: {exec: {command: /bin/sh, args: [-c, "touch /tmp/pwned"]
 	}
 	f.Fuzz(func(t *testing.T, name string, kubeconfig []byte) {
 		c := sqlsource.Row(s, name, kubeconfig)
-		if c.Err == nil {
-			if c.Config == nil {
-				t.Fatalf("row %q has neither Config nor Err", name)
-			}
-			if err := clusterregistry.UntrustedPolicy.CheckConfig(c.Config); err != nil {
-				t.Fatalf("row %q: a refused setting reached the config: %v", name, err)
-			}
-			if err := clusterregistry.ValidateName(c.Name); err != nil {
-				t.Fatalf("row %q: usable with an invalid name: %v", name, err)
-			}
-			return
-		}
-		if c.Config != nil {
-			t.Fatalf("row %q has both Config and Err %v", name, c.Err)
-		}
-		var fe *clusterregistry.FieldError
-		if !errors.As(c.Err, &fe) || fe.Location != "row 1" || fe.Field == "" {
-			t.Fatalf("row %q: error %v is not a FieldError at the row naming a field", name, c.Err)
-		}
 		secrets, public := leakcheck.Kubeconfig(kubeconfig)
-		if s := leakcheck.Quoted(c.Err.Error(), public+"\x00"+name, secrets...); s != "" {
-			t.Fatalf("row %q: error quotes the credential %q: %v", name, s, c.Err)
+		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public+"\x00"+name, secrets...)
+		var fe *clusterregistry.FieldError
+		if c.Err != nil && (!errors.As(c.Err, &fe) || fe.Location != "row 1" || fe.Field == "") {
+			t.Fatalf("row %q: error %v is not a FieldError at the row naming a field", name, c.Err)
 		}
 	})
 }

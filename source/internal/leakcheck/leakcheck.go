@@ -1,14 +1,18 @@
 // Package leakcheck helps the fuzz tests of the sources check that an error
-// quotes no credential.
+// quotes no credential, and that every cluster listed is either usable or an
+// error.
 package leakcheck
 
 import (
 	"encoding/base64"
 	"strings"
+	"testing"
 
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+
+	"github.com/clusterregistry/clusterregistry"
 )
 
 // Kubeconfig decodes data as the sources do and returns its credential
@@ -64,4 +68,33 @@ func Quoted(msg, public string, secrets ...string) string {
 		}
 	}
 	return ""
+}
+
+// Cluster fails t if c, one cluster that a source listed, is neither usable
+// nor an error, is both, is usable with an invalid name or with a setting
+// that policy refuses (when policy is not nil), or has an error that quotes
+// one of secrets (unless the value is also among the public strings that an
+// error may name).
+func Cluster(t testing.TB, c clusterregistry.Cluster, policy *clusterregistry.TrustPolicy, public string, secrets ...string) {
+	t.Helper()
+	if c.Err == nil {
+		if c.Config == nil {
+			t.Fatalf("cluster %q has neither Config nor Err", c.Name)
+		}
+		if policy != nil {
+			if err := policy.CheckConfig(c.Config); err != nil {
+				t.Fatalf("cluster %q: a refused setting reached the config: %v", c.Name, err)
+			}
+		}
+		if err := clusterregistry.ValidateName(c.Name); err != nil {
+			t.Fatalf("cluster %q: usable with an invalid name: %v", c.Name, err)
+		}
+		return
+	}
+	if c.Config != nil {
+		t.Fatalf("cluster %q has both Config and Err %v", c.Name, c.Err)
+	}
+	if s := Quoted(c.Err.Error(), public, secrets...); s != "" {
+		t.Fatalf("cluster %q: error quotes the credential %q: %v", c.Name, s, c.Err)
+	}
 }
