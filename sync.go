@@ -237,6 +237,11 @@ func (s *Syncer[T]) Run(ctx context.Context) error {
 		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 			s.opts.logger.Error(err, "Sync failed; keeping the last good state")
 		}
+		if ctx.Err() != nil {
+			// Before the backoff check: a cancelled sync publishes nothing,
+			// so an ended backoff would still read as ended, for ever.
+			break
+		}
 		wait := s.nextWait()
 		if wait <= 0 {
 			continue // a backoff has ended: sync now

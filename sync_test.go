@@ -349,6 +349,42 @@ func TestRunRetriesAFailingClusterWhenItsBackoffEnds(t *testing.T) {
 	require.Eventually(t, func() bool { return f.builder.buildCount() == 2 }, 10*time.Second, time.Millisecond)
 }
 
+// TestRunStopsWhenCancelledAfterABackoffEnded cancels Run during the sync
+// that retries a failing cluster whose backoff has ended. The cancelled sync
+// publishes nothing, so the backoff still reads as ended: Run must stop
+// rather than sync again at once, for ever.
+func TestRunStopsWhenCancelledAfterABackoffEnded(t *testing.T) {
+	src := clusterregistry.NewMemorySource(cluster("a", "fail://a"))
+	var lists atomic.Int32
+	listing := make(chan struct{})
+	blocking := clusterregistry.SourceFunc(func(ctx context.Context) ([]clusterregistry.Cluster, error) {
+		if lists.Add(1) == 2 {
+			close(listing)
+			<-ctx.Done() // the retry's List waits until Run is cancelled
+			return nil, ctx.Err()
+		}
+		return src.List(ctx)
+	})
+	clk := clocktesting.NewFakeClock(epoch)
+	s, err := clusterregistry.NewSyncer[*fakeClient](blocking, newFakeBuilder(), clusterregistry.WithClock(clk),
+		clusterregistry.WithInterval(time.Hour), clusterregistry.WithBackoff(time.Second, time.Minute))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	require.NoError(t, s.WaitForFirstSync(ctx))
+	require.Eventually(t, clk.HasWaiters, 10*time.Second, time.Millisecond)
+	clk.Step(1200 * time.Millisecond) // the backoff plus its largest jitter
+	<-listing
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return after its context ended (%d Lists)", lists.Load())
+	}
+}
+
 func TestOneSyncAtATime(t *testing.T) {
 	var running, overlap atomic.Int32
 	src := clusterregistry.SourceFunc(func(context.Context) ([]clusterregistry.Cluster, error) {
