@@ -135,11 +135,11 @@ func TestBlackHoledAPIServerDelaysNobody(t *testing.T) {
 		}
 		return true
 	}, 10*time.Second, time.Millisecond)
-	assert.NoError(t, s.Registry().Err("hole"), "still building")
+	assert.NoError(t, s.Registry().Snapshot().Err("hole"), "still building")
 
 	clk.Step(9 * time.Second)
-	require.Eventually(t, func() bool { return s.Registry().Err("hole") != nil }, 10*time.Second, time.Millisecond)
-	assert.ErrorContains(t, s.Registry().Err("hole"), "build timed out after 10s")
+	require.Eventually(t, func() bool { return s.Registry().Snapshot().Err("hole") != nil }, 10*time.Second, time.Millisecond)
+	assert.ErrorContains(t, s.Registry().Snapshot().Err("hole"), "build timed out after 10s")
 	for _, name := range []string{"a", "b", "c"} {
 		c, err := s.Registry().Get(name)
 		require.NoError(t, err)
@@ -188,7 +188,7 @@ func TestNoCredentialReachesErrorsOrLogs(t *testing.T) {
 	)
 	s, err := clusterregistry.NewSyncer[*clusterregistry.Client](src, clusterregistry.ClientBuilder{},
 		clusterregistry.WithLogger(logger), clusterregistry.WithBuildTimeout(5*time.Second),
-		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{FailureThreshold: 1}))
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{FailureThreshold: 1}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
 	sub := s.Registry().Subscribe()
@@ -217,10 +217,12 @@ func TestNoCredentialReachesErrorsOrLogs(t *testing.T) {
 		texts = append(texts, fmt.Sprintf("%+v %v", ev, ev.Err))
 	}
 	texts = append(texts, h.Err.Error())
-	for _, err := range s.Registry().Snapshot().Errors() {
-		texts = append(texts, err.Error(), fmt.Sprintf("%v %+v %#v", err, err, err))
+	for ci := range s.Registry().Snapshot().Clusters() {
+		if err := ci.Err; err != nil {
+			texts = append(texts, err.Error(), fmt.Sprintf("%v %+v %#v", err, err, err))
+		}
 	}
-	for _, name := range s.Registry().Names() {
+	for _, name := range s.Registry().Snapshot().Names() {
 		if _, err := s.Registry().Get(name); err != nil {
 			texts = append(texts, err.Error())
 		}

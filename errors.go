@@ -15,7 +15,9 @@ var (
 	// cluster is the default: none is marked, or several are.
 	ErrNoDefaultCluster = errors.New("no default cluster")
 
-	// ErrStopped is returned by Syncer methods called after Run has returned.
+	// ErrStopped is returned by Syncer methods called after Run has returned
+	// or Close was called, and wrapped by the errors of the Registry's
+	// lookups and of Subscription.Next from then on.
 	ErrStopped = errors.New("syncer stopped")
 )
 
@@ -24,8 +26,8 @@ var (
 // the cluster's last good client, if there is one. Registry.Get returns it for
 // a cluster that has no client at all.
 type ClusterError struct {
-	// Cluster is the cluster's name.
-	Cluster string
+	// Name is the cluster's name.
+	Name string
 	// Err is what went wrong. It never contains a credential.
 	Err error
 	// Since is when the current run of failures began.
@@ -41,7 +43,7 @@ type ClusterError struct {
 }
 
 // Error names the cluster and says what went wrong.
-func (e *ClusterError) Error() string { return fmt.Sprintf("cluster %q: %v", e.Cluster, e.Err) }
+func (e *ClusterError) Error() string { return fmt.Sprintf("cluster %q: %v", e.Name, e.Err) }
 
 // Unwrap returns e.Err.
 func (e *ClusterError) Unwrap() error { return e.Err }

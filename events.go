@@ -3,6 +3,7 @@ package clusterregistry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -38,7 +39,7 @@ const (
 // An Event is one change of one cluster.
 type Event struct {
 	Type    EventType
-	Cluster string // empty for EventResync
+	Name string // the cluster's name; empty for EventResync
 	// Generation is the Registry's generation that the event belongs to.
 	Generation uint64
 	// Err is the cluster's error for EventFailed, and the latest probe error
@@ -54,53 +55,65 @@ type Event struct {
 // ErrUnsubscribed is returned by Subscription.Next after Close.
 var ErrUnsubscribed = errors.New("subscription closed")
 
-// subscriptionBacklog is how many events beyond one per known cluster a
-// subscriber may have pending before it is resynced.
+// subscriptionBacklog is how many events a subscriber may have pending when
+// more arrive before it is resynced.
 const subscriptionBacklog = 1024
 
 // A Subscription delivers the events of a Registry, in order, to one
 // subscriber. Events are queued for the subscriber, never sent while a lock
 // of the Registry is held, so a slow subscriber blocks neither syncs nor
-// other subscribers. If it falls behind by more than 1,024 events plus one
-// per cluster, its pending events are dropped and it receives EventResync
-// followed by the current state, replayed; it never misses the state, only
-// intermediate steps. Close releases everything the subscription holds; a
-// Subscription starts no goroutine.
+// other subscribers. If more than 1,024 of its events are pending when a sync
+// queues more, they are dropped and it receives EventResync followed by the
+// current state, replayed; it never misses the state, only intermediate
+// steps. A subscriber with nothing pending receives every event of a sync,
+// however many. When the Syncer stops, Next returns the last events (every
+// cluster Removed), then an error wrapping ErrStopped. Close releases
+// everything the subscription holds; a Subscription starts no goroutine.
 type Subscription struct {
 	reg interface{ unsubscribe(*Subscription) }
 
-	notify chan struct{} // buffered 1: something was queued
+	notify chan struct{} // buffered 1: something was queued, or the end came
 
-	mu     sync.Mutex // protects queue and closed
+	mu     sync.Mutex // protects queue, closed and ended
 	queue  []Event
 	closed bool
+	ended  error // why no event will come after the queue: ErrStopped
 }
 
 // Next returns the next event, waiting for one until ctx is done. After
-// Close it returns ErrUnsubscribed. Next may be called from one goroutine at
-// a time.
+// Close it returns ErrUnsubscribed; once its Syncer has stopped and every
+// event is read, an error wrapping ErrStopped. Next may be called from one
+// goroutine at a time.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return Event{}, ErrUnsubscribed
+		if ev, ok, err := s.pop(); ok {
+			return ev, err
 		}
-		if len(s.queue) > 0 {
-			ev := s.queue[0]
-			s.queue[0] = Event{}
-			s.queue = s.queue[1:]
-			s.mu.Unlock()
-			return ev, nil
-		}
-		s.mu.Unlock()
-
 		select {
 		case <-s.notify:
 		case <-ctx.Done():
 			return Event{}, ctx.Err()
 		}
 	}
+}
+
+// pop returns the next event or the end of the subscription, and ok if
+// either is there.
+func (s *Subscription) pop() (ev Event, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return Event{}, true, ErrUnsubscribed
+	case len(s.queue) > 0:
+		ev = s.queue[0]
+		s.queue[0] = Event{}
+		s.queue = s.queue[1:]
+		return ev, true, nil
+	case s.ended != nil:
+		return Event{}, true, fmt.Errorf("subscription ended: %w", s.ended)
+	}
+	return Event{}, false, nil
 }
 
 // Close ends the subscription: pending events are dropped and Next returns
@@ -124,18 +137,26 @@ func (s *Subscription) wake() {
 }
 
 // deliver queues events, or resyncs the subscriber with replay() if it has
-// fallen too far behind. clusters is the number of known clusters.
-func (s *Subscription) deliver(events []Event, clusters int, replay func() []Event) {
+// fallen too far behind.
+func (s *Subscription) deliver(events []Event, replay func() []Event) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	if len(s.queue)+len(events) > subscriptionBacklog+clusters {
+	if len(s.queue) > subscriptionBacklog {
 		s.queue = append([]Event{{Type: EventResync}}, replay()...)
 	} else {
 		s.queue = append(s.queue, events...)
 	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// end says that no event will follow the queued ones, because of err.
+func (s *Subscription) end(err error) {
+	s.mu.Lock()
+	s.ended = err
 	s.mu.Unlock()
 	s.wake()
 }
@@ -152,6 +173,10 @@ func (r *Registry[T]) Subscribe() *Subscription {
 	// Under eventsMu no state is published, so the replay and the events
 	// that follow it meet exactly.
 	sub.queue = replayState(r.load())
+	if r.stopped {
+		sub.ended = ErrStopped
+		return sub
+	}
 	if r.subscribers == nil {
 		r.subscribers = make(map[*Subscription]struct{})
 	}
@@ -165,15 +190,15 @@ func (r *Registry[T]) unsubscribe(sub *Subscription) {
 	r.eventsMu.Unlock()
 }
 
-// emitLocked queues events for every subscriber. r.eventsMu must be held.
-func (r *Registry[T]) emitLocked(events []Event) {
+// emitLocked queues the events of cur, the state just published, for every
+// subscriber. r.eventsMu must be held.
+func (r *Registry[T]) emitLocked(cur *state[T], events []Event) {
 	if len(events) == 0 || len(r.subscribers) == 0 {
 		return
 	}
-	cur := r.load()
 	replay := func() []Event { return replayState(cur) }
 	for sub := range r.subscribers {
-		sub.deliver(events, len(cur.sorted), replay)
+		sub.deliver(events, replay)
 	}
 }
 
@@ -183,14 +208,14 @@ func replayState[T any](st *state[T]) []Event {
 	for _, m := range st.sorted {
 		name := m.name
 		if m.h != nil {
-			events = append(events, Event{Type: EventAdded, Cluster: name, Generation: m.h.generation, Replay: true})
+			events = append(events, Event{Type: EventAdded, Name: name, Generation: m.h.generation, Replay: true})
 			if h := m.h.loadHealth(); h.State.unhealthy() {
-				events = append(events, Event{Type: EventUnhealthy, Cluster: name, Generation: st.generation,
+				events = append(events, Event{Type: EventUnhealthy, Name: name, Generation: st.generation,
 					Err: h.Err, Health: h, Replay: true})
 			}
 		}
 		if m.fail != nil {
-			events = append(events, Event{Type: EventFailed, Cluster: name, Generation: st.generation,
+			events = append(events, Event{Type: EventFailed, Name: name, Generation: st.generation,
 				Err: m.fail.err, Replay: true})
 		}
 	}

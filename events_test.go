@@ -2,6 +2,7 @@ package clusterregistry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -21,7 +22,9 @@ func drain(t *testing.T, sub *clusterregistry.Subscription) []clusterregistry.Ev
 	for {
 		ev, err := sub.Next(done)
 		if err != nil {
-			require.ErrorIs(t, err, context.Canceled)
+			if !errors.Is(err, clusterregistry.ErrStopped) {
+				require.ErrorIs(t, err, context.Canceled)
+			}
 			return out
 		}
 		out = append(out, ev)
@@ -38,7 +41,7 @@ type evKey struct {
 func keys(events []clusterregistry.Event) []evKey {
 	var out []evKey
 	for _, ev := range events {
-		out = append(out, evKey{ev.Type, ev.Cluster, ev.Generation, ev.Replay})
+		out = append(out, evKey{ev.Type, ev.Name, ev.Generation, ev.Replay})
 	}
 	return out
 }
@@ -199,9 +202,9 @@ func applyEvents(model map[string]bool, events []clusterregistry.Event) map[stri
 		case clusterregistry.EventResync:
 			clear(model)
 		case clusterregistry.EventAdded, clusterregistry.EventUpdated:
-			model[ev.Cluster] = true
+			model[ev.Name] = true
 		case clusterregistry.EventRemoved:
-			delete(model, ev.Cluster)
+			delete(model, ev.Name)
 		}
 	}
 	return model

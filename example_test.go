@@ -155,10 +155,10 @@ func ExampleSyncer_Close() {
 		log.Fatal(err)
 	}
 	_, err := syncer.Registry().Get("a")
-	fmt.Println(errors.Is(err, clusterregistry.ErrClusterNotFound))
+	fmt.Println(err, errors.Is(err, clusterregistry.ErrStopped))
 	// Output:
 	// released https://a.example
-	// true
+	// cluster "a": syncer stopped true
 }
 
 // SourceFunc turns any function into a source: here, a fixed list.
@@ -168,6 +168,6 @@ func ExampleSourceFunc() {
 	})
 	syncer, _ := clusterregistry.NewSyncer(source, hostBuilder)
 	_, _ = syncer.Sync(context.Background())
-	fmt.Println(syncer.Registry().Names())
+	fmt.Println(syncer.Registry().Snapshot().Names())
 	// Output: [local]
 }

@@ -1,9 +1,7 @@
 package clusterregistry
 
-// SetTestHookAfterSyncUnlock makes f run in every Sync between the end of the
-// sync and the release of what it retired, until the returned func resets it.
-// Tests that set it must not run in parallel.
-func SetTestHookAfterSyncUnlock(f func()) (reset func()) {
-	testHookAfterSyncUnlock = f
-	return func() { testHookAfterSyncUnlock = nil }
+// WithAfterSyncUnlock makes f run in every Sync of this Syncer between the
+// end of the sync and the release of what it retired.
+func WithAfterSyncUnlock(f func()) Option {
+	return optionFunc(func(o *options) { o.afterSyncUnlock = f })
 }

@@ -5,38 +5,52 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
-// HealthState is what the latest probes say of a cluster's client.
-type HealthState string
+// HealthState is what the latest probes say of a cluster's client. The zero
+// HealthState is HealthUnknown.
+type HealthState uint8
 
 // The health states.
 const (
-	// HealthUnknown: not probed yet, or probing is off.
-	HealthUnknown HealthState = "Unknown"
+	// HealthUnknown: not probed yet, probing is off, or no client.
+	HealthUnknown HealthState = iota
 	// HealthReady: the API server answers and says it is ready.
-	HealthReady HealthState = "Ready"
+	HealthReady
 	// HealthNotReady: the API server answers, but with an error status
 	// (not ready, forbidden, throttled).
-	HealthNotReady HealthState = "NotReady"
+	HealthNotReady
 	// HealthUnreachable: no answer (refused, timed out, TLS failure).
-	HealthUnreachable HealthState = "Unreachable"
+	HealthUnreachable
 	// HealthUnauthorized: the API server refuses the client's credentials
 	// (401). The Syncer re-reads the source, with backoff, to pick up
 	// rotated credentials.
-	HealthUnauthorized HealthState = "Unauthorized"
+	HealthUnauthorized
 )
+
+var healthStateNames = [...]string{"Unknown", "Ready", "NotReady", "Unreachable", "Unauthorized"}
+
+// String returns the state's name: "Unknown", "Ready", "NotReady",
+// "Unreachable" or "Unauthorized".
+func (s HealthState) String() string {
+	if int(s) < len(healthStateNames) {
+		return healthStateNames[s]
+	}
+	return fmt.Sprintf("HealthState(%d)", uint8(s))
+}
+
+// MarshalText returns the state's name, so that JSON and logs show it.
+func (s HealthState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 func (s HealthState) unhealthy() bool {
 	return s == HealthNotReady || s == HealthUnreachable || s == HealthUnauthorized
 }
 
-// Health is the result of a cluster's probes. The zero Health is
-// HealthUnknown.
+// Health is the result of a cluster's probes. The zero Health is that of a
+// cluster never probed: HealthUnknown.
 type Health struct {
 	State HealthState
 	// Since is when State last changed.
@@ -56,24 +70,23 @@ type Health struct {
 // but is not ready". Probers return it to report HealthNotReady.
 var ErrNotReady = errors.New("not ready")
 
-// A Prober checks a cluster's client. Probe runs outside every lock, under
-// the probe timeout, and must honour ctx. It returns nil for a ready
-// cluster; an error wrapping ErrNotReady for a server that answers but is not
-// ready; a 401 error from the API server (as client-go returns it) for
-// refused credentials; and any other error for an unreachable one.
+// A Prober checks a cluster's client. A Builder that is also a Prober of its
+// client type can probe its clients (WithHealthCheck); ClientBuilder is one,
+// and BuilderFuncs is one when its ProbeFunc is set.
+//
+// Probe runs outside every lock, under the probe timeout, and must honour
+// ctx. It returns nil for a ready cluster; an error wrapping ErrNotReady for a
+// server that answers but is not ready; a 401 error from the API server (as
+// client-go returns it) for refused credentials; and any other error for an
+// unreachable one. It runs during a probe round, so it must not call
+// Syncer.Probe, which waits for the round.
 type Prober[T any] interface {
 	Probe(ctx context.Context, client T) error
 }
 
-// ProberFunc adapts a function to a Prober.
-type ProberFunc[T any] func(ctx context.Context, client T) error
-
-// Probe calls f(ctx, client).
-func (f ProberFunc[T]) Probe(ctx context.Context, client T) error { return f(ctx, client) }
-
-// ReadyzProber probes a *Client: GET /readyz, or GET /version from servers
-// that do not serve /readyz.
-var ReadyzProber Prober[*Client] = ProberFunc[*Client](probeReadyz)
+// Probe asks the API server GET /readyz, or GET /version if it does not serve
+// /readyz.
+func (ClientBuilder) Probe(ctx context.Context, c *Client) error { return probeReadyz(ctx, c) }
 
 func probeReadyz(ctx context.Context, c *Client) error {
 	rc := c.parts().discovery.RESTClient()
@@ -139,14 +152,16 @@ func (hc HealthCheck) validate() error {
 
 // WithHealthCheck turns on probing of every cluster that has a client: Run
 // probes them on hc.Interval, outside every lock, at most the build
-// concurrency at once. Health is in ClusterInfo.Health and Registry.Health,
-// and changes are events (EventHealthy, EventUnhealthy). Probing never
-// rebuilds a client and never blocks a sync. p must be a Prober of the
-// Syncer's client type; for *Client, use ReadyzProber.
-func WithHealthCheck[T any](p Prober[T], hc HealthCheck) Option {
+// concurrency at once, with the Builder's Probe method (the Builder must be a
+// Prober of its client type; NewSyncer says so if it is not). Health is in
+// ClusterInfo.Health and Registry.Health, and changes are events
+// (EventHealthy, EventUnhealthy). Probing never rebuilds a client and never
+// blocks a sync. A client that replaces another starts with its health until
+// it is probed.
+func WithHealthCheck(hc HealthCheck) Option {
 	return optionFunc(func(o *options) {
-		o.prober, o.proberSet = p, true
-		o.healthCheck = hc.withDefaults()
+		hc = hc.withDefaults()
+		o.healthCheck = &hc
 	})
 }
 
@@ -193,22 +208,64 @@ func (h *handle[T]) loadHealth() Health {
 	if p := h.health.Load(); p != nil {
 		return *p
 	}
-	return Health{State: HealthUnknown}
+	return Health{}
 }
 
 // Health returns the health of the cluster called name: HealthUnknown when
 // probing is off, before the first probe, or for a cluster with no client.
-// For an unknown name the error wraps ErrClusterNotFound.
+// For an unknown name the error is that of Get.
 func (r *Registry[T]) Health(name string) (Health, error) {
 	st := r.load()
 	m, ok := st.members[name]
 	if !ok {
-		return Health{}, fmt.Errorf("cluster %q: %w", name, ErrClusterNotFound)
+		_, err := st.get(name)
+		return Health{}, err
 	}
 	if m.h == nil {
-		return Health{State: HealthUnknown}, nil
+		return Health{}, nil
 	}
 	return m.h.loadHealth(), nil
+}
+
+// probed is one client's probe and what it changed.
+type probed[T any] struct {
+	name       string
+	h          *handle[T]
+	err        error
+	took       time.Duration
+	prev, next Health
+}
+
+// applyHealth stores each probed client's next health, computed by next from
+// its previous health and the probe's error, and queues the events of the
+// changes for the subscribers. It returns those events.
+func (r *Registry[T]) applyHealth(results []*probed[T], next func(prev Health, err error) Health) []Event {
+	r.eventsMu.Lock()
+	defer r.eventsMu.Unlock()
+	cur := r.load()
+	var changes []Event
+	for _, p := range results {
+		p.prev = p.h.loadHealth()
+		p.next = next(p.prev, p.err)
+		p.h.health.Store(&p.next)
+		if m := cur.members[p.name]; m == nil || m.h != p.h {
+			continue // replaced while it was probed: its health is history
+		}
+		ev := Event{Name: p.name, Generation: cur.generation, Health: p.next}
+		switch {
+		case p.next.State == p.prev.State:
+			continue
+		case p.next.State.unhealthy():
+			ev.Type, ev.Err = EventUnhealthy, p.next.Err
+		case p.next.State == HealthReady && p.prev.State.unhealthy():
+			ev.Type = EventHealthy
+		default:
+			continue
+		}
+		changes = append(changes, ev)
+	}
+	r.emitLocked(cur, changes)
+	return changes
 }
 
 // reauth tracks the re-reads of the source that 401s asked for, per client.
@@ -226,114 +283,89 @@ func (s *Syncer[T]) Probe(ctx context.Context) error {
 		return errors.New("clusterregistry: no health check configured (WithHealthCheck)")
 	}
 	s.probeMu.Lock()
-	defer s.probeMu.Unlock()
+	// Every client probed is leased, as Registry.Lease does, so that a sync
+	// during the round cannot release it.
+	leased := s.reg.leaseServing()
+	results, changes, err := s.probeLocked(ctx, leased)
+	s.probeMu.Unlock()
 
-	type target struct {
-		name string
-		h    *handle[T]
-		err  error
+	// With no lock held: the leases' last Release may release a client, and
+	// the logger and Observer are the caller's code.
+	for _, l := range leased {
+		l.h.unlease()
 	}
-	var targets []*target
-	// Lease every client, as Registry.Lease does, so that a sync during the
-	// probes cannot release a client that is being probed.
-	s.reg.mu.RLock()
-	for _, m := range s.reg.cur.sorted {
-		if m.h != nil {
-			m.h.leases.Add(1)
-			targets = append(targets, &target{name: m.name, h: m.h})
-		}
-	}
-	s.reg.mu.RUnlock()
-	defer func() {
-		for _, tg := range targets {
-			tg.h.unlease()
-		}
-	}()
-	hc := s.opts.healthCheck
-	sem := make(chan struct{}, s.opts.concurrency)
-	var wg sync.WaitGroup
-	for _, tg := range targets {
-		sem <- struct{}{}
-		wg.Add(1)
-		// One goroutine per probe, bounded by sem, so a slow cluster holds
-		// up no other; Probe waits for all of them.
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			pctx, cancel := s.withTimeout(ctx, hc.Timeout)
-			defer cancel()
-			start := s.opts.clock.Now()
-			tg.err = s.prober.Probe(pctx, tg.h.client)
-			s.opts.observer.ProbeDone(tg.name, s.opts.clock.Since(start), tg.err)
-		}()
-	}
-	wg.Wait()
+	s.reportProbes(results, changes)
+	return err
+}
+
+// probeLocked probes the leased clients and applies the results. s.probeMu
+// must be held.
+func (s *Syncer[T]) probeLocked(ctx context.Context, leased []retiree[T]) ([]*probed[T], []Event, error) {
+	hc := *s.opts.healthCheck
+	results := make([]*probed[T], len(leased))
+	goLimited(len(leased), s.opts.concurrency, func(i int) {
+		pctx, cancel := s.withTimeout(ctx, hc.Timeout)
+		defer cancel()
+		start := s.opts.clock.Now()
+		err := s.prober.Probe(pctx, leased[i].h.client)
+		results[i] = &probed[T]{name: leased[i].name, h: leased[i].h, err: err, took: s.opts.clock.Since(start)}
+	})()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return results, nil, ctx.Err()
 	}
-
 	now := s.opts.clock.Now()
-	live := make(map[*handle[T]]*reauth, len(targets))
-	wantSync := false
-	var changes []Event
-	var observed []func()
-
-	s.reg.eventsMu.Lock()
-	cur := s.reg.load()
-	for _, tg := range targets {
-		prev := tg.h.loadHealth()
-		next := nextHealth(prev, tg.err, now, hc)
-		tg.h.health.Store(&next)
-
-		if next.State == HealthUnauthorized || (tg.err != nil && classify(tg.err) == HealthUnauthorized) {
-			ra := s.reauths[tg.h]
-			if ra == nil {
-				ra = &reauth{}
-			}
-			if !now.Before(ra.next) {
-				ra.attempts++
-				ra.next = now.Add(s.backoff(ra.attempts))
-				wantSync = true
-			}
-			live[tg.h] = ra
-		}
-		if next.State == prev.State {
-			continue
-		}
-		observed = append(observed, func() { s.opts.observer.HealthChanged(tg.name, prev, next) })
-		if m := cur.members[tg.name]; m == nil || m.h != tg.h {
-			continue // replaced while it was probed: its health is history
-		}
-		ev := Event{Cluster: tg.name, Generation: cur.generation, Health: next}
-		switch {
-		case next.State.unhealthy():
-			ev.Type, ev.Err = EventUnhealthy, next.Err
-		case next.State == HealthReady && prev.State.unhealthy():
-			ev.Type = EventHealthy
-		default:
-			continue
-		}
-		changes = append(changes, ev)
+	changes := s.reg.applyHealth(results, func(prev Health, err error) Health {
+		return nextHealth(prev, err, now, hc)
+	})
+	if s.reauthLocked(results, now) {
+		// Credentials may have been rotated in the source: re-read it.
+		s.Trigger()
 	}
-	s.reg.emitLocked(changes)
-	s.reg.eventsMu.Unlock()
-	s.reauths = live
+	return results, changes, nil
+}
 
+// reauthLocked records the clients that the source refused, and reports
+// whether one of them is due a re-read of the source (with backoff, per
+// client). s.probeMu must be held.
+func (s *Syncer[T]) reauthLocked(results []*probed[T], now time.Time) bool {
+	live := make(map[*handle[T]]*reauth, len(results))
+	due := false
+	for _, p := range results {
+		if p.next.State != HealthUnauthorized && (p.err == nil || classify(p.err) != HealthUnauthorized) {
+			continue
+		}
+		ra := s.reauths[p.h]
+		if ra == nil {
+			ra = &reauth{}
+		}
+		if !now.Before(ra.next) {
+			ra.attempts++
+			ra.next = now.Add(s.backoff(ra.attempts))
+			due = true
+		}
+		live[p.h] = ra
+	}
+	s.reauths = live
+	return due
+}
+
+// reportProbes tells the Observer and the log about a probe round. No lock
+// is held.
+func (s *Syncer[T]) reportProbes(results []*probed[T], changes []Event) {
+	for _, p := range results {
+		s.opts.observer.ProbeDone(p.name, p.took, p.err)
+		if p.next.State != p.prev.State {
+			s.opts.observer.HealthChanged(p.name, p.prev, p.next)
+		}
+	}
 	for _, ev := range changes {
-		kv := []any{"cluster", ev.Cluster, "health", ev.Health.State}
+		kv := []any{"cluster", ev.Name, "health", ev.Health.State}
 		if ev.Type == EventUnhealthy {
 			s.opts.logger.Error(ev.Err, "Cluster unhealthy", kv...)
 		} else {
 			s.opts.logger.Info("Cluster healthy", kv...)
 		}
 	}
-	for _, f := range observed {
-		f()
-	}
-	if wantSync {
-		// Credentials may have been rotated in the source: re-read it.
-		s.Trigger()
-	}
-	return nil
 }
 
 // probeLoop probes on the health check's interval until ctx is done.

@@ -52,8 +52,7 @@ func unauthorized() error {
 
 func TestHealthThresholds(t *testing.T) {
 	p := &scriptedProber{answers: map[string]error{}}
-	f := newFixture(t, clusterregistry.WithHealthCheck[*fakeClient](p,
-		clusterregistry.HealthCheck{FailureThreshold: 3, SuccessThreshold: 2}))
+	f := newProbedFixture(t, p, clusterregistry.HealthCheck{FailureThreshold: 3, SuccessThreshold: 2})
 	f.src.Set(cluster("a", "https://a"))
 	f.sync(t)
 	sub := f.reg.Subscribe()
@@ -117,9 +116,11 @@ func TestUnauthorizedProbesTriggerAtMostOncePerBackoff(t *testing.T) {
 	})
 	p := &scriptedProber{answers: map[string]error{"a": unauthorized()}}
 	clk := clocktesting.NewFakeClock(epoch)
-	s, err := clusterregistry.NewSyncer[*fakeClient](src, newFakeBuilder(), clusterregistry.WithClock(clk),
+	b := newFakeBuilder()
+	b.prober = p
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, b, clusterregistry.WithClock(clk),
 		clusterregistry.WithInterval(time.Hour), clusterregistry.WithBackoff(10*time.Second, time.Minute),
-		clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{Interval: time.Hour}))
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{Interval: time.Hour}))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -146,8 +147,7 @@ func TestUnauthorizedProbesTriggerAtMostOncePerBackoff(t *testing.T) {
 
 func TestProbeTimesOutAndNeverBlocksASync(t *testing.T) {
 	p := &scriptedProber{answers: map[string]error{}, block: map[string]bool{"hole": true}}
-	f := newFixture(t, clusterregistry.WithHealthCheck[*fakeClient](p,
-		clusterregistry.HealthCheck{Timeout: 5 * time.Second, FailureThreshold: 1}))
+	f := newProbedFixture(t, p, clusterregistry.HealthCheck{Timeout: 5 * time.Second, FailureThreshold: 1})
 	f.src.Set(cluster("hole", "https://hole"), cluster("ok", "https://ok"))
 	f.sync(t)
 
@@ -173,8 +173,7 @@ func TestProbeTimesOutAndNeverBlocksASync(t *testing.T) {
 
 func TestRunProbesOnItsInterval(t *testing.T) {
 	p := &scriptedProber{answers: map[string]error{}}
-	f := newFixture(t, clusterregistry.WithInterval(time.Hour),
-		clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{Interval: 10 * time.Second}))
+	f := newProbedFixture(t, p, clusterregistry.HealthCheck{Interval: 10 * time.Second}, clusterregistry.WithInterval(time.Hour))
 	f.src.Set(cluster("a", "https://a"))
 	f.run(t)
 	require.Eventually(t, func() bool { return p.probes.Load() == 1 }, 10*time.Second, time.Millisecond)
@@ -185,17 +184,25 @@ func TestRunProbesOnItsInterval(t *testing.T) {
 	}
 }
 
-func TestHealthCheckNeedsAProberOfTheClientType(t *testing.T) {
-	_, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(), newFakeBuilder(),
-		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{}))
-	assert.ErrorContains(t, err, "not a Prober of *clusterregistry_test.fakeClient")
+func TestHealthCheckNeedsABuilderThatProbes(t *testing.T) {
+	fb := newFakeBuilder()
+	noProbe := clusterregistry.BuilderFuncs[*fakeClient]{BuildFunc: fb.Build}
+	_, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(), noProbe,
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{}))
+	assert.ErrorContains(t, err, "is not a Prober of *clusterregistry_test.fakeClient")
 
-	s, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(), newFakeBuilder())
+	noProbe.ProbeFunc = fb.Probe
+	s, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(), noProbe,
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{}))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s, err = clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(), newFakeBuilder())
 	require.NoError(t, err)
 	assert.Error(t, s.Probe(context.Background()), "no health check configured")
 }
 
-func TestReadyzProberAgainstAnAPIServer(t *testing.T) {
+func TestClientBuilderProbesAnAPIServer(t *testing.T) {
 	srv := newTestAPIServer(t, "tok")
 	c, err := clusterregistry.ClientBuilder{}.Build(context.Background(), clusterregistry.Cluster{Name: "x", Config: srv.config("tok")})
 	require.NoError(t, err)
@@ -218,20 +225,16 @@ func TestReadyzProberAgainstAnAPIServer(t *testing.T) {
 			srv.mu.Lock()
 			srv.tokens = map[string]bool{tt.token: true}
 			srv.mu.Unlock()
-			err := clusterregistry.ReadyzProber.Probe(context.Background(), c)
+			err := clusterregistry.ClientBuilder{}.Probe(context.Background(), c)
 			got := clusterregistry.HealthReady
-			if err != nil {
-				var status apierrors.APIStatus
-				switch {
-				case apierrors.IsUnauthorized(err):
-					got = clusterregistry.HealthUnauthorized
-				case errors.Is(err, clusterregistry.ErrNotReady):
-					got = clusterregistry.HealthNotReady
-				case errors.As(err, &status):
-					got = clusterregistry.HealthState(status.Status().Reason)
-				default:
-					got = clusterregistry.HealthUnreachable
-				}
+			switch {
+			case err == nil:
+			case apierrors.IsUnauthorized(err):
+				got = clusterregistry.HealthUnauthorized
+			case errors.Is(err, clusterregistry.ErrNotReady):
+				got = clusterregistry.HealthNotReady
+			default:
+				got = clusterregistry.HealthUnreachable
 			}
 			assert.Equal(t, tt.want, got, "%v", err)
 		})
@@ -254,8 +257,7 @@ func (o *countingObserver) HealthChanged(string, clusterregistry.Health, cluster
 func TestObserverSeesSyncsBuildsAndProbes(t *testing.T) {
 	o := &countingObserver{}
 	p := &scriptedProber{answers: map[string]error{}}
-	f := newFixture(t, clusterregistry.WithObserver(o),
-		clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{FailureThreshold: 1}))
+	f := newProbedFixture(t, p, clusterregistry.HealthCheck{FailureThreshold: 1}, clusterregistry.WithObserver(o))
 	f.src.Set(cluster("a", "https://a"), cluster("b", "fail://b"))
 	f.sync(t)
 	f.sync(t)
@@ -276,7 +278,7 @@ func TestProbesOfAPIServersThatFlip(t *testing.T) {
 	clk := clocktesting.NewFakeClock(epoch)
 	src := clusterregistry.NewMemorySource(clusterregistry.Cluster{Name: "flip", Config: srv.config("tok")})
 	s, err := clusterregistry.NewSyncer[*clusterregistry.Client](src, clusterregistry.ClientBuilder{}, clusterregistry.WithClock(clk),
-		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{Timeout: 5 * time.Second, FailureThreshold: 2}))
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{Timeout: 5 * time.Second, FailureThreshold: 2}))
 	require.NoError(t, err)
 	ctx := context.Background()
 	_, err = s.Sync(ctx)
@@ -344,7 +346,7 @@ func TestProbesOfAPIServersThatFlip(t *testing.T) {
 
 func TestProbeLeasesTheClientsItProbes(t *testing.T) {
 	p := &scriptedProber{answers: map[string]error{}, block: map[string]bool{"a": true}}
-	f := newFixture(t, clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{Timeout: time.Minute}))
+	f := newProbedFixture(t, p, clusterregistry.HealthCheck{Timeout: time.Minute})
 	f.src.Set(cluster("a", "https://a"))
 	f.sync(t)
 	old := f.client(t, "a")
@@ -362,7 +364,7 @@ func TestProbeLeasesTheClientsItProbes(t *testing.T) {
 
 func TestReplacementInheritsHealthUntilProbed(t *testing.T) {
 	p := &scriptedProber{answers: map[string]error{"a": unauthorized()}}
-	f := newFixture(t, clusterregistry.WithHealthCheck[*fakeClient](p, clusterregistry.HealthCheck{}))
+	f := newProbedFixture(t, p, clusterregistry.HealthCheck{})
 	f.src.Set(cluster("a", "https://a"))
 	f.sync(t)
 	require.NoError(t, f.syncer.Probe(context.Background()))

@@ -32,6 +32,7 @@ type fakeClient struct {
 // with "stuck" blocks until unstuck is closed, ignoring its context.
 type fakeBuilder struct {
 	unstuck chan struct{}
+	prober  clusterregistry.Prober[*fakeClient] // Probe's answers; ready when nil
 
 	mu       sync.Mutex // protects the fields below
 	builds   int
@@ -82,6 +83,13 @@ func (b *fakeBuilder) Release(c *fakeClient) {
 	b.mu.Lock()
 	b.released = append(b.released, c)
 	b.mu.Unlock()
+}
+
+func (b *fakeBuilder) Probe(ctx context.Context, c *fakeClient) error {
+	if b.prober == nil {
+		return nil
+	}
+	return b.prober.Probe(ctx, c)
 }
 
 func (b *fakeBuilder) buildCount() int {
@@ -136,6 +144,14 @@ func newFixture(t *testing.T, opts ...clusterregistry.Option) *fixture {
 	s, err := clusterregistry.NewSyncer[*fakeClient](f.src, f.builder, opts...)
 	require.NoError(t, err)
 	f.syncer, f.reg = s, s.Registry()
+	return f
+}
+
+// newProbedFixture is newFixture with a health check whose probes p answers.
+func newProbedFixture(t *testing.T, p clusterregistry.Prober[*fakeClient], hc clusterregistry.HealthCheck, opts ...clusterregistry.Option) *fixture {
+	t.Helper()
+	f := newFixture(t, append(opts, clusterregistry.WithHealthCheck(hc))...)
+	f.builder.prober = p
 	return f
 }
 

@@ -9,16 +9,16 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Defaults of the Syncer options.
+// Defaults of the Syncer options; each option's doc says its default.
 const (
-	DefaultInterval      = 30 * time.Second
-	DefaultConcurrency   = 8
-	DefaultBuildTimeout  = 10 * time.Second
-	DefaultSourceTimeout = 30 * time.Second
-	DefaultBackoffBase   = time.Second
-	DefaultBackoffMax    = 5 * time.Minute
-	DefaultDrainTimeout  = time.Minute
-	DefaultMaxClusters   = 100_000
+	defaultInterval      = 30 * time.Second
+	defaultConcurrency   = 8
+	defaultBuildTimeout  = 10 * time.Second
+	defaultSourceTimeout = 30 * time.Second
+	defaultBackoffBase   = time.Second
+	defaultBackoffMax    = 5 * time.Minute
+	defaultDrainTimeout  = time.Minute
+	defaultMaxClusters   = 100_000
 )
 
 // jitter is the fraction by which a periodic interval or a backoff delay is
@@ -42,21 +42,23 @@ type options struct {
 	clock         clock.WithTickerAndDelayedExecution
 	logger        logr.Logger
 	observer      Observer
-	prober        any // a Prober[T]; checked by NewSyncer
-	proberSet     bool
-	healthCheck   HealthCheck
+	healthCheck   *HealthCheck // nil: no probing
+
+	// afterSyncUnlock, when set by a test, runs in Sync between the end of
+	// the sync and the release of what it retired.
+	afterSyncUnlock func()
 }
 
 func defaultOptions() options {
 	return options{
-		interval:      DefaultInterval,
-		concurrency:   DefaultConcurrency,
-		buildTimeout:  DefaultBuildTimeout,
-		sourceTimeout: DefaultSourceTimeout,
-		backoffBase:   DefaultBackoffBase,
-		backoffMax:    DefaultBackoffMax,
-		drainTimeout:  DefaultDrainTimeout,
-		maxClusters:   DefaultMaxClusters,
+		interval:      defaultInterval,
+		concurrency:   defaultConcurrency,
+		buildTimeout:  defaultBuildTimeout,
+		sourceTimeout: defaultSourceTimeout,
+		backoffBase:   defaultBackoffBase,
+		backoffMax:    defaultBackoffMax,
+		drainTimeout:  defaultDrainTimeout,
+		maxClusters:   defaultMaxClusters,
 		clock:         clock.RealClock{},
 		logger:        logr.Discard(),
 		observer:      NopObserver{},
@@ -90,11 +92,10 @@ func (o *options) validate() error {
 	if o.observer == nil {
 		errs = append(errs, errors.New("observer must not be nil"))
 	}
-	if o.proberSet && o.prober == nil {
-		errs = append(errs, errors.New("health check prober must not be nil"))
-	}
-	if err := o.healthCheck.validate(); err != nil {
-		errs = append(errs, err)
+	if o.healthCheck != nil {
+		if err := o.healthCheck.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

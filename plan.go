@@ -8,10 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,25 +28,7 @@ type plan[T any] struct {
 // planLocked decides, for every listed cluster, whether to keep its client,
 // build a new one, or record an error; builds are left to startBuilds.
 func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
-	var invalid []error
-	var skip map[int]bool // entries whose name is not valid
-	for i, c := range listed {
-		if err := ValidateName(c.Name); err != nil {
-			name := c.Name
-			if len(name) > 64 {
-				name = name[:64] + "..."
-			}
-			err = fmt.Errorf("cluster at index %d (%q): field name: %w", i, name, err)
-			if c.Err != nil {
-				err = fmt.Errorf("%w; the source says: %w", err, c.Err)
-			}
-			invalid = append(invalid, err)
-			if skip == nil {
-				skip = map[int]bool{}
-			}
-			skip[i] = true
-		}
-	}
+	skip, invalid := invalidNames(listed)
 	// Names listed more than once are counted; a listing sorted by name (as
 	// MemorySource keeps it) shows it has none without a map.
 	var count map[string]int
@@ -59,7 +38,6 @@ func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) (
 			count[c.Name]++
 		}
 	}
-
 	plans := make([]plan[T], 0, len(listed))
 	for i, c := range listed {
 		n := 1
@@ -70,29 +48,64 @@ func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) (
 			continue
 		}
 		p := plan[T]{desc: c, old: cur.members[c.Name]}
-		switch {
-		case n > 1:
+		if n > 1 {
 			count[c.Name] = 0 // one plan for all the entries of this name
 			p.err = &FieldError{Field: "name", Err: fmt.Errorf("listed %d times", n)}
-		case c.Err != nil:
-			p.err = c.Err
-		case c.Config == nil:
-			p.err = &FieldError{Field: "config", Err: errors.New("missing")}
-		case c.Config.Host == "":
-			p.err = &FieldError{Field: "config.host", Err: errors.New("must not be empty")}
-		case p.old != nil && p.old.h != nil && sameDescription(p.old.h.config, p.old.h.revision, c):
-			// Unchanged: keep the client, whatever failed in between.
-		case p.old != nil && p.old.fail != nil && p.old.fail.built &&
-			sameDescription(p.old.fail.config, p.old.fail.revision, c) &&
-			now.Before(p.old.fail.err.NextRetry):
-			// The same description failed to build; wait for its backoff.
-			p.err = p.old.fail.err
-		default:
-			p.build = true
+		} else {
+			p.decide(now)
 		}
 		plans = append(plans, p)
 	}
 	return plans, invalid
+}
+
+// invalidNames returns the indexes of the entries of listed whose name is not
+// valid, and an error for each.
+func invalidNames(listed []Cluster) (map[int]bool, []error) {
+	var skip map[int]bool
+	var invalid []error
+	for i, c := range listed {
+		err := ValidateName(c.Name)
+		if err == nil {
+			continue
+		}
+		name := c.Name
+		if len(name) > 64 {
+			name = name[:64] + "..."
+		}
+		err = fmt.Errorf("cluster at index %d (%q): field name: %w", i, name, err)
+		if c.Err != nil {
+			err = fmt.Errorf("%w; the source says: %w", err, c.Err)
+		}
+		invalid = append(invalid, err)
+		if skip == nil {
+			skip = map[int]bool{}
+		}
+		skip[i] = true
+	}
+	return skip, invalid
+}
+
+// decide sets p.build or p.err for a cluster listed once.
+func (p *plan[T]) decide(now time.Time) {
+	c, old := p.desc, p.old
+	switch {
+	case c.Err != nil:
+		p.err = c.Err
+	case c.Config == nil:
+		p.err = &FieldError{Field: "config", Err: errors.New("missing")}
+	case c.Config.Host == "":
+		p.err = &FieldError{Field: "config.host", Err: errors.New("must not be empty")}
+	case old != nil && old.h != nil && sameDescription(old.h.config, old.h.revision, c):
+		// Unchanged: keep the client, whatever failed in between.
+	case old != nil && old.fail != nil && old.fail.built &&
+		sameDescription(old.fail.config, old.fail.revision, c) &&
+		now.Before(old.fail.err.NextRetry):
+		// The same description failed to build; wait for its backoff.
+		p.err = old.fail.err
+	default:
+		p.build = true
+	}
 }
 
 // strictlySorted reports whether every name in listed is greater than the
@@ -106,11 +119,121 @@ func strictlySorted(listed []Cluster) bool {
 	return true
 }
 
+// syncRun is one sync between its listing and its final publish: the plans,
+// their builds, and what the partial publishes while builds ran have done.
+type syncRun[T any] struct {
+	s     *Syncer[T]
+	cur   *state[T] // the latest state published, by this sync or before it
+	plans []plan[T]
+	def   defaultPick // from the whole listing, whatever is built yet
+
+	rep     SyncReport
+	early   SyncReport // what partial publishes did
+	retired []retiree[T]
+	builds  []built[T]
+}
+
+// partialPublishEvery is how often a sync that waits for slow builds
+// publishes the builds that have finished, so that one slow or unreachable
+// cluster holds back the others by at most this long.
+const partialPublishEvery = time.Second
+
+// awaitBuilds builds what the plans ask for and waits for every build,
+// publishing every partialPublishEvery what has finished meanwhile.
+func (r *syncRun[T]) awaitBuilds(ctx context.Context) {
+	waiting, done := r.s.startBuilds(ctx, r.plans)
+	if waiting == 0 {
+		return
+	}
+	pending := make([]bool, len(r.plans))
+	for i := range r.plans {
+		pending[i] = r.plans[i].build
+	}
+	fresh := 0 // builds finished since the last publish
+	tick := r.s.opts.clock.NewTimer(partialPublishEvery)
+	defer func() { tick.Stop() }()
+	for waiting > 0 {
+		select {
+		case b := <-done:
+			waiting--
+			r.plans[b.i].h, r.plans[b.i].err = b.h, b.err
+			pending[b.i] = false
+			r.builds = append(r.builds, b)
+			fresh++
+		case <-tick.C():
+			if fresh > 0 && ctx.Err() == nil {
+				r.publishPartial(pending)
+				fresh = 0
+			}
+			tick = r.s.opts.clock.NewTimer(partialPublishEvery)
+		}
+	}
+}
+
+// publishPartial publishes the finished builds while those marked pending
+// run on.
+func (r *syncRun[T]) publishPartial(pending []bool) {
+	var rep SyncReport
+	r.stage(partialView(r.plans, pending), &rep)
+	rebase(r.plans, pending, r.cur)
+	r.early.Added = append(r.early.Added, rep.Added...)
+	r.early.Updated = append(r.early.Updated, rep.Updated...)
+	r.early.Removed = append(r.early.Removed, rep.Removed...)
+	r.early.Builds += rep.Builds
+}
+
+// stage assembles the state that view describes and publishes it, if it
+// says something new (phase 3: the write lock covers the pointer store
+// alone).
+func (r *syncRun[T]) stage(view []plan[T], rep *SyncReport) {
+	next, gone, events := r.s.assemble(r.cur, view, r.def, rep, r.s.opts.clock.Now())
+	r.retired = append(r.retired, gone...)
+	if next == nil {
+		return
+	}
+	r.rep.LockHeld = max(r.rep.LockHeld, r.s.reg.publish(next, events, gone))
+	r.rep.Generation, r.rep.Published = next.generation, true
+	r.cur = next
+}
+
+// mergeEarly adds what the partial publishes did to the report of the final
+// one.
+func (r *syncRun[T]) mergeEarly() {
+	r.rep.Unchanged -= len(r.early.Added) + len(r.early.Updated) // published early, unchanged since
+	r.rep.Added = sortedUnion(r.early.Added, r.rep.Added)
+	r.rep.Updated = sortedUnion(r.early.Updated, r.rep.Updated)
+	r.rep.Removed = sortedUnion(r.early.Removed, r.rep.Removed)
+	r.rep.Builds += r.early.Builds
+}
+
+// cancelled ends a sync whose context ended during its builds: it publishes
+// nothing more, and hands what it built and did not publish to phase 4.
+func (r *syncRun[T]) cancelled(err error) outcome[T] {
+	out := outcome[T]{rep: r.rep, err: err, retired: r.retired, builds: r.builds}
+	for i := range r.plans {
+		if h := r.plans[i].h; h != nil {
+			out.unpublished = append(out.unpublished, h.client)
+		}
+	}
+	return out
+}
+
+func sortedUnion(a, b []string) []string {
+	if len(a) == 0 {
+		return b
+	}
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return out
+}
+
 // built is the outcome of the build of plans[i].
 type built[T any] struct {
-	i   int
-	h   *handle[T]
-	err error
+	i    int
+	name string
+	h    *handle[T]
+	err  error
+	took time.Duration
 }
 
 // startBuilds starts the planned builds, at most the configured number at
@@ -125,26 +248,15 @@ func (s *Syncer[T]) startBuilds(ctx context.Context, plans []plan[T]) (int, <-ch
 		}
 	}
 	done := make(chan built[T], len(idx))
-	if len(idx) == 0 {
-		return 0, done
-	}
-	sem := make(chan struct{}, s.opts.concurrency)
-	// The spawner waits for free slots so that the sync can publish what is
-	// done meanwhile; each build has its own goroutine and deadline so that a
-	// slow cluster holds up no other. The caller receives every index.
-	go func() {
-		for _, i := range idx {
-			sem <- struct{}{}
-			desc := plans[i].desc
-			go func() {
-				start := s.opts.clock.Now()
-				h, err := s.build(ctx, desc)
-				s.opts.observer.BuildDone(desc.Name, s.opts.clock.Since(start), err)
-				<-sem
-				done <- built[T]{i, h, err}
-			}()
-		}
-	}()
+	// Each build has its own goroutine and deadline, so that a slow cluster
+	// holds up no other; the caller receives every outcome, which is how it
+	// waits for them.
+	goLimited(len(idx), s.opts.concurrency, func(j int) {
+		i, desc := idx[j], plans[idx[j]].desc
+		start := s.opts.clock.Now()
+		h, err := s.build(ctx, desc)
+		done <- built[T]{i: i, name: desc.Name, h: h, err: err, took: s.opts.clock.Since(start)}
+	})
 	return len(idx), done
 }
 
@@ -152,75 +264,96 @@ func (s *Syncer[T]) startBuilds(ctx context.Context, plans []plan[T]) (int, <-ch
 // before the Syncer stops waiting for it.
 const abandonGrace = 100 * time.Millisecond
 
+// buildResult is what a Builder's Build returned.
+type buildResult[T any] struct {
+	client T
+	err    error
+}
+
+// pendingBuild is a build that the Syncer waits for, or has abandoned.
+type pendingBuild[T any] struct {
+	done      chan buildResult[T] // buffered 1
+	mu        sync.Mutex          // protects abandoned, and orders it with the send on done
+	abandoned bool
+}
+
+// deliver hands r to the waiting Syncer, and reports false if it has
+// abandoned the build instead.
+func (p *pendingBuild[T]) deliver(r buildResult[T]) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.abandoned {
+		return false
+	}
+	p.done <- r
+	return true
+}
+
+// abandon gives up on the build, unless its result has just come.
+func (p *pendingBuild[T]) abandon() (buildResult[T], bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case r := <-p.done:
+		return r, true
+	default:
+		p.abandoned = true
+		return buildResult[T]{}, false
+	}
+}
+
 // build builds one client under the build timeout. A Builder that has not
 // returned abandonGrace after its deadline is abandoned; if it returns a
 // client later, that client is released.
 func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
 	defer cancel()
-
 	kept := restconfig.Copy(c.Config)
 	c.Config = restconfig.Copy(c.Config)
 	builtAt := s.opts.clock.Now()
 
-	type result struct {
-		client T
-		err    error
-	}
-	var (
-		mu        sync.Mutex // protects abandoned and the send on done
-		abandoned bool
-		done      = make(chan result, 1)
-	)
+	pb := &pendingBuild[T]{done: make(chan buildResult[T], 1)}
 	s.releases.Add(1)
+	// The Builder runs in a goroutine of its own so that one that ignores
+	// its deadline can be abandoned; shutdown waits for it all the same.
 	go func() {
 		defer s.releases.Done()
 		client, err := s.builder.Build(ctx, c)
-		mu.Lock()
-		defer mu.Unlock()
-		if abandoned {
-			if err == nil {
-				s.builder.Release(client)
-			}
-			return
+		if !pb.deliver(buildResult[T]{client, err}) && err == nil {
+			s.builder.Release(client) // abandoned: nobody else will
 		}
-		done <- result{client, err}
 	}()
 
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		// A Builder that honours ctx returns at once; give it a moment so
-		// that its own error is kept and concurrency stays bounded.
-		grace := time.NewTimer(abandonGrace)
-		got := true
-		select {
-		case r = <-done:
-		case <-grace.C:
-			got = false
-		}
-		grace.Stop()
-		if !got {
-			mu.Lock()
-			select {
-			case r = <-done:
-			default:
-				abandoned = true
-			}
-			mu.Unlock()
-		}
-		if abandoned {
-			return nil, s.buildCtxErr(ctx)
-		}
-	}
-	if r.err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", s.buildCtxErr(ctx), r.err)
-		}
+	r, ok := s.awaitBuild(ctx, pb)
+	switch {
+	case !ok:
+		return nil, s.buildCtxErr(ctx)
+	case r.err != nil && ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: %w", s.buildCtxErr(ctx), r.err)
+	case r.err != nil:
 		return nil, r.err
 	}
 	return newHandle(r.client, kept, c.Revision, builtAt), nil
+}
+
+// awaitBuild waits for a build's result, and for abandonGrace past ctx's
+// end; then it abandons the build.
+func (s *Syncer[T]) awaitBuild(ctx context.Context, pb *pendingBuild[T]) (buildResult[T], bool) {
+	select {
+	case r := <-pb.done:
+		return r, true
+	case <-ctx.Done():
+	}
+	// A Builder that honours ctx returns at once; give it a moment so that
+	// its own error is kept and concurrency stays bounded.
+	grace := time.NewTimer(abandonGrace)
+	defer grace.Stop()
+	select {
+	case r := <-pb.done:
+		return r, true
+	case <-grace.C:
+		return pb.abandon()
+	}
 }
 
 func (s *Syncer[T]) buildCtxErr(ctx context.Context) error {
@@ -234,268 +367,4 @@ func (s *Syncer[T]) buildCtxErr(ctx context.Context) error {
 type retiree[T any] struct {
 	name string
 	h    *handle[T]
-}
-
-// assemble makes the next state from the plans and their builds. It returns
-// nil if nothing changed, the handles to retire after the swap, and the
-// events of the change.
-func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], rep *SyncReport, now time.Time) (*state[T], []retiree[T], []Event) {
-	changed := cur.sourceErr != nil
-	gen := cur.generation + 1
-	var events []Event
-	event := func(t EventType, name string, err error) {
-		events = append(events, Event{Type: t, Cluster: name, Generation: gen, Err: err})
-	}
-	next := make([]*member[T], len(plans))
-	var retired []retiree[T]
-	var nextRetry time.Time
-	var marked []string
-	kept := 0 // plans of names that cur knows
-
-	for i := range plans {
-		p := &plans[i]
-		name := p.desc.Name
-		if p.desc.Default {
-			marked = append(marked, name)
-		}
-		if p.old != nil {
-			kept++
-		}
-		if p.build {
-			rep.Builds++
-		}
-		// The common case at scale: nothing new about this cluster. Keep its
-		// member as it is, allocating nothing.
-		if old := p.old; old != nil && p.h == nil && old.isDefault == p.desc.Default && old.revision == p.desc.Revision &&
-			((p.err == nil && old.fail == nil) || (p.err != nil && old.fail != nil && p.err == old.fail.err)) &&
-			maps.Equal(old.labels, p.desc.Labels) {
-			next[i] = old
-			if old.fail != nil {
-				rep.Failed = append(rep.Failed, name)
-				if r := old.fail.err.NextRetry; !r.IsZero() && (nextRetry.IsZero() || r.Before(nextRetry)) {
-					nextRetry = r
-				}
-			} else {
-				rep.Unchanged++
-			}
-			continue
-		}
-
-		m := &member[T]{
-			name:      name,
-			isDefault: p.desc.Default,
-			labels:    p.desc.Labels,
-			revision:  p.desc.Revision,
-		}
-		if p.old != nil {
-			m.h = p.old.h
-		}
-		switch {
-		case p.h != nil: // built
-			if m.h != nil {
-				retired = append(retired, retiree[T]{name, m.h})
-				rep.Updated = append(rep.Updated, name)
-				event(EventUpdated, name, nil)
-			} else {
-				rep.Added = append(rep.Added, name)
-				event(EventAdded, name, nil)
-			}
-			m.h = p.h
-			p.h.generation = gen
-		case p.err != nil:
-			m.fail = s.failureFor(p, now)
-			rep.Failed = append(rep.Failed, name)
-			if r := m.fail.err.NextRetry; !r.IsZero() && (nextRetry.IsZero() || r.Before(nextRetry)) {
-				nextRetry = r
-			}
-			if p.old == nil || p.old.fail == nil || p.old.fail.err != m.fail.err {
-				s.logFailure(m.fail.err)
-				event(EventFailed, name, m.fail.err)
-			}
-		default:
-			rep.Unchanged++
-		}
-		if m.h != nil {
-			m.client = m.h.client
-		}
-		if m.fail == nil && p.old != nil && p.old.fail != nil {
-			s.opts.logger.Info("Cluster recovered", "cluster", name)
-			event(EventRecovered, name, nil)
-		}
-		if p.old != nil && sameMember(p.old, m) {
-			m = p.old
-		} else {
-			changed = true
-		}
-		next[i] = m
-	}
-	s.nextRetry = nextRetry
-	defaultName, defaultErr := pickDefault(cur.defaultName, marked)
-	if defaultName != cur.defaultName || !sameErr(defaultErr, cur.defaultErr) {
-		changed = true
-	}
-	sameNames := kept == len(plans) && kept == len(cur.members)
-	slices.Sort(rep.Failed)
-	if !changed && sameNames {
-		return nil, nil, nil
-	}
-
-	var members map[string]*member[T]
-	var sorted []*member[T]
-	if sameNames {
-		// The same names as before: copy the tables and replace what
-		// changed, which costs far less than building them anew.
-		members = maps.Clone(cur.members)
-		sorted = slices.Clone(cur.sorted)
-		for i, m := range next {
-			if m != plans[i].old {
-				members[m.name] = m
-				j, _ := slices.BinarySearchFunc(sorted, m.name, func(e *member[T], name string) int {
-					return strings.Compare(e.name, name)
-				})
-				sorted[j] = m
-			}
-		}
-	} else {
-		members = make(map[string]*member[T], len(next))
-		for _, m := range next {
-			members[m.name] = m
-		}
-		for _, m := range cur.sorted {
-			if _, ok := members[m.name]; !ok {
-				rep.Removed = append(rep.Removed, m.name)
-				event(EventRemoved, m.name, nil)
-				if m.h != nil {
-					retired = append(retired, retiree[T]{m.name, m.h})
-				}
-			}
-		}
-		sorted = slices.SortedFunc(maps.Values(members), func(a, b *member[T]) int { return strings.Compare(a.name, b.name) })
-	}
-	slices.Sort(rep.Added)
-	slices.Sort(rep.Updated)
-	// Per cluster, in name order; within one cluster, the client's change
-	// before the error's.
-	slices.SortStableFunc(events, func(a, b Event) int { return strings.Compare(a.Cluster, b.Cluster) })
-	return &state[T]{
-		generation:  gen,
-		members:     members,
-		sorted:      sorted,
-		defaultName: defaultName,
-		defaultErr:  defaultErr,
-		syncedAt:    now,
-	}, retired, events
-}
-
-// failureFor returns the failure record of a plan that ended in p.err.
-func (s *Syncer[T]) failureFor(p *plan[T], now time.Time) *failure {
-	var prev *failure
-	if p.old != nil {
-		prev = p.old.fail
-	}
-	if prev != nil && !p.build && (prev.err == p.err || !prev.built && sameErr(prev.err.Err, p.err)) {
-		return prev // waiting for its backoff, or the same unusable description
-	}
-	f := &failure{
-		err:      &ClusterError{Cluster: p.desc.Name, Err: p.err, Since: now},
-		revision: p.desc.Revision,
-		built:    p.build,
-	}
-	if prev != nil {
-		f.err.Since = prev.err.Since
-	}
-	if p.build {
-		f.config = restconfig.Copy(p.desc.Config)
-		f.err.Attempts = 1
-		if prev != nil && prev.built && sameDescription(prev.config, prev.revision, p.desc) {
-			f.err.Attempts = prev.err.Attempts + 1
-		}
-		f.err.NextRetry = now.Add(s.backoff(f.err.Attempts))
-	}
-	return f
-}
-
-// backoff returns the delay before build attempt attempts+1.
-func (s *Syncer[T]) backoff(attempts int) time.Duration {
-	d := s.opts.backoffBase
-	for i := 1; i < attempts && d < s.opts.backoffMax; i++ {
-		d *= 2
-	}
-	d += time.Duration(rand.Float64() * jitter * float64(d))
-	return min(d, s.opts.backoffMax)
-}
-
-func (s *Syncer[T]) logFailure(err *ClusterError) {
-	kv := []any{"cluster", err.Cluster, "attempts", err.Attempts}
-	if !err.NextRetry.IsZero() {
-		kv = append(kv, "nextRetry", err.NextRetry)
-	}
-	s.opts.logger.Error(err.Err, "Cluster failed; keeping its last good client, if any", kv...)
-}
-
-// pickDefault applies the default cluster rules of Snapshot.DefaultName.
-func pickDefault(prev string, marked []string) (string, error) {
-	switch len(marked) {
-	case 0:
-		return "", ErrNoDefaultCluster
-	case 1:
-		return marked[0], nil
-	}
-	slices.Sort(marked)
-	err := fmt.Errorf("%w: clusters %q are all marked default", ErrNoDefaultCluster, marked)
-	if slices.Contains(marked, prev) {
-		return prev, err
-	}
-	return "", err
-}
-
-func sameErr(a, b error) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a == b || a.Error() == b.Error()
-}
-
-// sameMember reports whether b says nothing new beside a.
-func sameMember[T any](a, b *member[T]) bool {
-	return a.h == b.h && a.fail == b.fail && a.isDefault == b.isDefault &&
-		a.revision == b.revision && maps.Equal(a.labels, b.labels)
-}
-
-// rebase makes the plans relative to cur, the state a partial publish has
-// just made, so that the final publish repeats nothing: what was published
-// (every plan but the pending builds) now reads as unchanged.
-func rebase[T any](plans []plan[T], pending []bool, cur *state[T]) {
-	for i := range plans {
-		p := &plans[i]
-		p.old = cur.members[p.desc.Name]
-		if !pending[i] {
-			p.keepOld()
-		}
-	}
-}
-
-// keepOld makes p say "leave the cluster as p.old has it": no build, and
-// p.old's failure, if any, as the error (which assemble then keeps as is).
-func (p *plan[T]) keepOld() {
-	p.build, p.h, p.err = false, nil, nil
-	if p.old != nil && p.old.fail != nil {
-		p.err = p.old.fail.err
-	}
-}
-
-// partialView is plans as they stand while the builds marked pending run:
-// a pending build keeps its cluster as it is, and a new cluster waits.
-func partialView[T any](plans []plan[T], pending []bool) []plan[T] {
-	view := make([]plan[T], 0, len(plans))
-	for i, p := range plans {
-		if pending[i] {
-			if p.old == nil {
-				continue
-			}
-			p.keepOld()
-		}
-		view = append(view, p)
-	}
-	return view
 }

@@ -13,50 +13,97 @@ import (
 // default cluster and a generation number. Its Syncer keeps it in step with a
 // ClusterSource; a Registry is obtained from Syncer.Registry.
 //
-// Every method is safe for concurrent use and never waits on I/O: the Syncer
-// prepares each new state with no lock held and publishes it under the write
-// lock with one pointer assignment, so readers hold the read lock only long
-// enough to read that pointer.
+// Every method is safe for concurrent use and never waits on I/O or on a
+// sync: the state is immutable, and lookups load it with one atomic read.
 //
 // A client returned by Get or Default may be released to its Builder once a
 // later sync replaces or removes its cluster; that is fine for a request that
 // takes a moment. A caller that keeps a client for long (a watch, a log
 // stream, an exec session) takes a Lease instead.
 //
-// The zero Registry is not usable: get one from Syncer.Registry.
+// Once its Syncer has stopped, every lookup returns an error wrapping
+// ErrStopped. The zero Registry is not usable: get one from Syncer.Registry.
 type Registry[T any] struct {
-	mu  sync.RWMutex // protects cur: held to read it, or to swap in a new state
-	cur *state[T]
+	// cur is the published state. Lookups (Get, Default, Snapshot, Health)
+	// load it with no lock: it is never changed once published, and an atomic
+	// load costs a fraction of RLock, an atomic add on one cache line that
+	// every reading core writes.
+	cur atomic.Pointer[state[T]]
 
-	// eventsMu orders publishing with subscribing: a state is swapped in and
-	// its events queued under it, and a new subscriber's replay is taken
-	// under it. Never held by a reader.
+	// mu orders publishing with leasing. A publish stores cur under the write
+	// lock; a lease loads cur and counts itself on the handle under the read
+	// lock. So a lease is counted before any publish that retires its handle
+	// returns, and the Syncer can wait for a retired handle's count to fall
+	// to zero. Plain lookups never take it.
+	mu sync.RWMutex
+
+	// eventsMu orders publishing with subscribing and with probe results: a
+	// state is published and its events queued under it, a new subscriber's
+	// replay is taken under it, and health is stored under it. Never held by
+	// a lookup.
 	eventsMu    sync.Mutex
 	subscribers map[*Subscription]struct{} // protected by eventsMu
+	stopped     bool                       // protected by eventsMu: the Syncer has stopped
 }
 
 func newRegistry[T any]() *Registry[T] {
-	return &Registry[T]{cur: &state[T]{}}
+	r := &Registry[T]{}
+	r.cur.Store(&state[T]{})
+	return r
 }
 
-// load returns the current state. The state is immutable, so the caller may
-// use it with no lock held.
-func (r *Registry[T]) load() *state[T] {
-	r.mu.RLock()
-	s := r.cur
-	r.mu.RUnlock()
-	return s
-}
+// load returns the current state, which the caller may use with no lock held.
+func (r *Registry[T]) load() *state[T] { return r.cur.Load() }
 
-// swap publishes next and returns how long the write lock was held, on the
-// wall clock: an injected clock could take locks of its own.
-func (r *Registry[T]) swap(next *state[T]) time.Duration {
+// publish swaps in next and queues its events for the subscribers. A client
+// that replaces another starts with its predecessor's health, so that the
+// cluster's health reads the same until the new client is probed. It returns
+// how long the write lock was held, on the wall clock: an injected clock could
+// take locks of its own.
+func (r *Registry[T]) publish(next *state[T], events []Event, replaced []retiree[T]) time.Duration {
+	r.eventsMu.Lock()
+	defer r.eventsMu.Unlock()
+	// Under eventsMu no probe result lands, so the inherited health is the
+	// latest.
+	for _, old := range replaced {
+		if m := next.members[old.name]; m != nil && m.h != nil && m.h != old.h {
+			m.h.health.Store(old.h.health.Load())
+		}
+	}
 	r.mu.Lock()
 	start := time.Now()
-	r.cur = next
+	r.cur.Store(next)
 	held := time.Since(start)
 	r.mu.Unlock()
+	r.emitLocked(next, events)
 	return held
+}
+
+// stop publishes the final, empty state with its events, then ends every
+// subscription with ErrStopped once it has read them.
+func (r *Registry[T]) stop(final *state[T], events []Event) {
+	r.publish(final, events, nil)
+	r.eventsMu.Lock()
+	defer r.eventsMu.Unlock()
+	r.stopped = true
+	for sub := range r.subscribers {
+		sub.end(ErrStopped)
+	}
+}
+
+// leaseServing leases the client of every cluster that has one, as Lease
+// does, and returns the names and handles in name order.
+func (r *Registry[T]) leaseServing() []retiree[T] {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []retiree[T]
+	for _, m := range r.load().sorted {
+		if m.h != nil {
+			m.h.leases.Add(1)
+			out = append(out, retiree[T]{m.name, m.h})
+		}
+	}
+	return out
 }
 
 // Snapshot returns a consistent read-only view of the current state. It costs
@@ -66,8 +113,8 @@ func (r *Registry[T]) Snapshot() Snapshot[T] { return Snapshot[T]{s: r.load()} }
 // Get returns the client of the cluster called name. For a name the Registry
 // does not know, the error wraps ErrClusterNotFound. For a known cluster that
 // has no working client, the error is its *ClusterError. A cluster whose
-// latest rebuild failed still returns its last good client; Err tells about
-// the failure.
+// latest rebuild failed still returns its last good client; Snapshot's
+// Cluster tells about the failure.
 func (r *Registry[T]) Get(name string) (T, error) { return r.load().get(name) }
 
 // Default returns the client of the default cluster. See Snapshot.DefaultName
@@ -75,35 +122,29 @@ func (r *Registry[T]) Get(name string) (T, error) { return r.load().get(name) }
 // ErrNoDefaultCluster.
 func (r *Registry[T]) Default() (T, error) { return r.load().getDefault() }
 
-// Names returns the names of all known clusters, sorted, including the ones
-// that have only an error. The slice is the caller's.
-func (r *Registry[T]) Names() []string { return r.Snapshot().Names() }
-
-// Err returns the latest error of the cluster called name (a *ClusterError),
-// or nil if its latest build succeeded. For an unknown name it wraps
-// ErrClusterNotFound.
-func (r *Registry[T]) Err(name string) error { return r.load().clusterErr(name) }
-
 // Lease returns the client of the cluster called name and holds it: a sync
 // that replaces or removes the cluster does not release the client to its
 // Builder until every lease on it is released, or until the drain timeout
-// (WithDrainTimeout) has passed. Errors are those of Get. The caller must call
-// Release exactly once.
+// (WithDrainTimeout) has passed. Errors are those of Get, and the Lease is nil
+// with them. The caller must call Release exactly once.
 func (r *Registry[T]) Lease(name string) (*Lease[T], error) {
 	return r.lease(func(*state[T]) (string, error) { return name, nil })
+}
+
+// LeaseDefault leases the client of the default cluster, as Lease does.
+func (r *Registry[T]) LeaseDefault() (*Lease[T], error) {
+	return r.lease(func(s *state[T]) (string, error) { return s.resolveDefault() })
 }
 
 // lease leases the client of the cluster that pick names in the current
 // state.
 func (r *Registry[T]) lease(pick func(*state[T]) (string, error)) (*Lease[T], error) {
 	r.mu.RLock()
-	s := r.cur
+	s := r.load()
 	name, err := pick(s)
 	var h *handle[T]
 	if m := s.members[name]; err == nil && m != nil && m.h != nil {
-		// The lease is counted under the read lock, so it happens before any
-		// swap that retires the handle: after a swap a retired handle's
-		// count can only fall, and the Syncer can wait for it to reach zero.
+		// Counted under the read lock: see mu.
 		h = m.h
 		h.leases.Add(1)
 	}
@@ -119,11 +160,6 @@ func (r *Registry[T]) lease(pick func(*state[T]) (string, error)) (*Lease[T], er
 	return &Lease[T]{name: name, h: h}, nil
 }
 
-// LeaseDefault leases the client of the default cluster, as Lease does.
-func (r *Registry[T]) LeaseDefault() (*Lease[T], error) {
-	return r.lease(func(s *state[T]) (string, error) { return s.resolveDefault() })
-}
-
 // A Lease holds one cluster's client so that a sync does not release it while
 // it is in use. Leases come from Registry.Lease and Registry.LeaseDefault; a
 // Lease is safe for concurrent use.
@@ -133,8 +169,8 @@ type Lease[T any] struct {
 	released atomic.Bool
 }
 
-// Cluster returns the name of the leased cluster.
-func (l *Lease[T]) Cluster() string { return l.name }
+// Name returns the name of the leased cluster.
+func (l *Lease[T]) Name() string { return l.name }
 
 // Client returns the leased client. It stays valid until Release, or until
 // the drain timeout has passed after a sync replaced or removed the cluster.
@@ -221,15 +257,22 @@ type state[T any] struct {
 	defaultErr  error        // why there is no (unambiguous) default
 	sourceErr   error        // latest error of the source's List, nil after a good one
 	syncedAt    time.Time
+	stopped     bool // the Syncer has stopped; the state is empty
 }
 
 func (s *state[T]) get(name string) (T, error) {
 	var zero T
 	m, ok := s.members[name]
-	if !ok {
+	switch {
+	case !ok && s.stopped:
+		return zero, fmt.Errorf("cluster %q: %w", name, ErrStopped)
+	case !ok && name == s.defaultName:
+		// Marked default in the listing, and published before its first
+		// build ended.
+		return zero, fmt.Errorf("default cluster %q: first build still running: %w", name, ErrClusterNotFound)
+	case !ok:
 		return zero, fmt.Errorf("cluster %q: %w", name, ErrClusterNotFound)
-	}
-	if m.h == nil {
+	case m.h == nil:
 		return zero, m.fail.err
 	}
 	return m.client, nil
@@ -257,7 +300,8 @@ func (s *state[T]) getDefault() (T, error) {
 func (s *state[T]) clusterErr(name string) error {
 	m, ok := s.members[name]
 	if !ok {
-		return fmt.Errorf("cluster %q: %w", name, ErrClusterNotFound)
+		_, err := s.get(name)
+		return err
 	}
 	if m.fail == nil {
 		return nil

@@ -28,7 +28,7 @@ func TestSyncAddsUpdatesAndRemoves(t *testing.T) {
 	assert.Equal(t, []string{"a", "b", "c"}, rep.Added)
 	assert.Equal(t, uint64(1), rep.Generation)
 	assert.True(t, rep.Published)
-	assert.Equal(t, []string{"a", "b", "c"}, f.reg.Names())
+	assert.Equal(t, []string{"a", "b", "c"}, f.reg.Snapshot().Names())
 	oldB := f.client(t, "b")
 	oldC := f.client(t, "c")
 
@@ -116,12 +116,12 @@ func TestLookupErrors(t *testing.T) {
 	_, err = f.reg.Get("broken")
 	var ce *clusterregistry.ClusterError
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "broken", ce.Cluster)
+	assert.Equal(t, "broken", ce.Name)
 	assert.Equal(t, 1, ce.Attempts)
 	assert.NotErrorIs(t, err, clusterregistry.ErrClusterNotFound)
-	assert.Error(t, f.reg.Err("broken"))
-	assert.NoError(t, f.reg.Err("ok"))
-	assert.ErrorIs(t, f.reg.Err("missing"), clusterregistry.ErrClusterNotFound)
+	assert.Error(t, f.reg.Snapshot().Err("broken"))
+	assert.NoError(t, f.reg.Snapshot().Err("ok"))
+	assert.ErrorIs(t, f.reg.Snapshot().Err("missing"), clusterregistry.ErrClusterNotFound)
 
 	_, err = f.reg.Lease("missing")
 	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
@@ -143,7 +143,7 @@ func TestFailedRebuildKeepsLastGoodClient(t *testing.T) {
 	assert.False(t, a.released.Load())
 
 	var ce *clusterregistry.ClusterError
-	require.ErrorAs(t, f.reg.Err("a"), &ce)
+	require.ErrorAs(t, f.reg.Snapshot().Err("a"), &ce)
 	assert.Contains(t, ce.Error(), "connection refused")
 	info, _ := f.reg.Snapshot().Cluster("a")
 	assert.True(t, info.Serving)
@@ -154,7 +154,7 @@ func TestFailedRebuildKeepsLastGoodClient(t *testing.T) {
 	f.src.Upsert(cluster("a", "https://a"))
 	rep = f.sync(t)
 	assert.Zero(t, rep.Builds)
-	assert.NoError(t, f.reg.Err("a"))
+	assert.NoError(t, f.reg.Snapshot().Err("a"))
 	assert.Same(t, a, f.client(t, "a"))
 }
 
@@ -165,7 +165,7 @@ func TestFailingClusterBacksOff(t *testing.T) {
 	require.Equal(t, 2, f.builder.buildCount())
 
 	var ce *clusterregistry.ClusterError
-	require.ErrorAs(t, f.reg.Err("a"), &ce)
+	require.ErrorAs(t, f.reg.Snapshot().Err("a"), &ce)
 	since := ce.Since
 	assert.Equal(t, 1, ce.Attempts)
 	assertBetween(t, ce.NextRetry.Sub(epoch), time.Second, 1200*time.Millisecond)
@@ -183,7 +183,7 @@ func TestFailingClusterBacksOff(t *testing.T) {
 		f.clock.SetTime(ce.NextRetry)
 		rep = f.sync(t)
 		assert.Equal(t, 1, rep.Builds, "attempt %d", attempt+2)
-		require.ErrorAs(t, f.reg.Err("a"), &ce)
+		require.ErrorAs(t, f.reg.Snapshot().Err("a"), &ce)
 		assert.Equal(t, attempt+2, ce.Attempts)
 		assert.Equal(t, since, ce.Since, "Since is the start of the run of failures")
 		assertBetween(t, ce.NextRetry.Sub(f.clock.Now()), base*time.Second, min(base*1200*time.Millisecond, 10*time.Second))
@@ -193,7 +193,7 @@ func TestFailingClusterBacksOff(t *testing.T) {
 	f.src.Upsert(cluster("a", "https://a"))
 	rep = f.sync(t)
 	assert.Equal(t, []string{"a"}, rep.Added)
-	assert.NoError(t, f.reg.Err("a"))
+	assert.NoError(t, f.reg.Snapshot().Err("a"))
 }
 
 func assertBetween(t *testing.T, got, lo, hi time.Duration) {
@@ -222,7 +222,7 @@ func TestSourceErrorKeepsLastGoodState(t *testing.T) {
 	rep, err := s.Sync(ctx)
 	require.ErrorIs(t, err, errBoom)
 	assert.Contains(t, err.Error(), "list clusters")
-	assert.Equal(t, []string{"a", "b"}, s.Registry().Names())
+	assert.Equal(t, []string{"a", "b"}, s.Registry().Snapshot().Names())
 	snap := s.Registry().Snapshot()
 	assert.ErrorIs(t, snap.SourceErr(), errBoom)
 	assert.Equal(t, rep.Generation, snap.Generation())
@@ -273,6 +273,8 @@ func TestDefaultClusterRules(t *testing.T) {
 				{asDefault(cluster("a", "https://a")), asDefault(cluster("b", "https://b"))},
 			},
 			wantDefault: "b",
+			wantErr:     clusterregistry.ErrNoDefaultCluster,
+			wantErrText: `clusters ["a" "b"] are all marked default`,
 		},
 	}
 	for _, tt := range tests {
@@ -287,16 +289,15 @@ func TestDefaultClusterRules(t *testing.T) {
 			assert.Equal(t, tt.wantDefault, name)
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr)
-				_, err = f.reg.Default()
-				assert.ErrorIs(t, err, tt.wantErr)
-			} else {
-				require.NoError(t, err)
-				c, err := f.reg.Default()
-				require.NoError(t, err)
-				assert.Equal(t, tt.wantDefault, c.name)
-			}
-			if tt.wantErrText != "" {
 				assert.ErrorContains(t, err, tt.wantErrText)
+			} else {
+				assert.NoError(t, err)
+			}
+			c, err := f.reg.Default()
+			if tt.wantDefault == "" {
+				assert.ErrorIs(t, err, tt.wantErr)
+			} else if assert.NoError(t, err) {
+				assert.Equal(t, tt.wantDefault, c.name)
 			}
 			// Every cluster stays reachable by name whatever the default.
 			for _, n := range snap.Names() {
@@ -318,7 +319,7 @@ func TestDefaultClusterThatFailsToBuild(t *testing.T) {
 	_, err = f.reg.Default()
 	var ce *clusterregistry.ClusterError
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "home", ce.Cluster)
+	assert.Equal(t, "home", ce.Name)
 	_, err = f.reg.Get("other")
 	assert.NoError(t, err, "healthy clusters stay reachable")
 }
@@ -350,7 +351,7 @@ func TestBadInputNamesClusterAndField(t *testing.T) {
 		"parsed":   `cluster "parsed": /etc/kube/config: field contexts[parsed].cluster: unknown cluster "x"`,
 	}
 	for name, want := range wantErrs {
-		assert.EqualError(t, f.reg.Err(name), want)
+		assert.EqualError(t, f.reg.Snapshot().Err(name), want)
 	}
 	assert.Same(t, good, f.client(t, "good"), "other clusters carry on")
 
@@ -380,9 +381,12 @@ func TestSnapshotIsConsistentAndNeverChanges(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a"}, serving)
 	var failing []string
-	for n, err := range snap.Errors() {
-		failing = append(failing, n)
-		assert.Equal(t, n, err.Cluster)
+	for ci := range snap.Clusters() {
+		var ce *clusterregistry.ClusterError
+		if errors.As(ci.Err, &ce) {
+			failing = append(failing, ci.Name)
+			assert.Equal(t, ci.Name, ce.Name)
+		}
 	}
 	assert.Equal(t, []string{"b"}, failing)
 	var infos []clusterregistry.ClusterInfo
@@ -418,7 +422,7 @@ func TestLeaseDelaysRelease(t *testing.T) {
 	lease, err := f.reg.Lease("a")
 	require.NoError(t, err)
 	old := lease.Client()
-	assert.Equal(t, "a", lease.Cluster())
+	assert.Equal(t, "a", lease.Name())
 
 	f.src.Set(withToken(cluster("a", "https://a"), "rotated"))
 	f.sync(t)
@@ -497,7 +501,7 @@ func TestDuplicateNamesInAnUnsortedListing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a"}, rep.Added)
 	assert.Equal(t, []string{"b"}, rep.Failed)
-	assert.EqualError(t, s.Registry().Err("b"), `cluster "b": field name: listed 2 times`)
+	assert.EqualError(t, s.Registry().Snapshot().Err("b"), `cluster "b": field name: listed 2 times`)
 }
 
 func TestProxyURLChangeRebuilds(t *testing.T) {

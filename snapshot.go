@@ -85,35 +85,37 @@ func (s Snapshot[T]) Names() []string {
 // Registry.Get.
 func (s Snapshot[T]) Get(name string) (T, error) { return s.state().get(name) }
 
-// DefaultName returns the name of the default cluster, by these rules:
+// DefaultName returns the name of the default cluster, by these rules,
+// which hold whatever the timing of the builds:
 //   - exactly one cluster of the listing is marked Default: it is the default,
-//     even while it has no working client (Default then returns its error);
+//     even while it has no working client (Default then returns its error),
+//     or while its first build runs;
 //   - none is marked: there is no default, and the error wraps
 //     ErrNoDefaultCluster;
-//   - several are marked: if the previous default is one of them it stays the
-//     default, otherwise there is none; either way DefaultErr names them all.
-func (s Snapshot[T]) DefaultName() (string, error) { return s.state().resolveDefault() }
-
-// Default returns the client of the default cluster (see DefaultName).
-func (s Snapshot[T]) Default() (T, error) { return s.state().getDefault() }
-
-// DefaultErr returns why the default is missing or ambiguous, or nil when
-// exactly one cluster is marked.
-func (s Snapshot[T]) DefaultErr() error {
+//   - several are marked: if the default before that listing is one of them
+//     it stays the default, otherwise there is none; either way the error
+//     wraps ErrNoDefaultCluster and names them all.
+func (s Snapshot[T]) DefaultName() (string, error) {
 	st := s.state()
 	if st.defaultName == "" {
-		_, err := st.resolveDefault()
-		return err
+		return st.resolveDefault()
 	}
-	return st.defaultErr
+	return st.defaultName, st.defaultErr
 }
+
+// Default returns the client of the default cluster (see DefaultName). While
+// the default cluster fails, it returns its last good client if it has one,
+// and its *ClusterError otherwise.
+func (s Snapshot[T]) Default() (T, error) { return s.state().getDefault() }
 
 // SourceErr returns the error of the source's latest List, or nil. While it is
 // set, the snapshot holds the last state that the source listed successfully.
-// After Run has returned it is ErrStopped, and the snapshot is empty.
+// Once the Syncer has stopped it is ErrStopped, and the snapshot is empty.
 func (s Snapshot[T]) SourceErr() error { return s.state().sourceErr }
 
-// Err returns the latest error of the cluster called name, as Registry.Err.
+// Err returns the latest error of the cluster called name (a *ClusterError),
+// or nil if its latest build succeeded. For a name it does not know, the
+// error is that of Get.
 func (s Snapshot[T]) Err(name string) error { return s.state().clusterErr(name) }
 
 // Cluster describes the cluster called name.
@@ -150,19 +152,6 @@ func (s Snapshot[T]) All() iter.Seq2[string, T] {
 	}
 }
 
-// Errors yields the name and latest error of every failing cluster, in name
-// order.
-func (s Snapshot[T]) Errors() iter.Seq2[string, *ClusterError] {
-	st := s.state()
-	return func(yield func(string, *ClusterError) bool) {
-		for _, m := range st.sorted {
-			if m.fail != nil && !yield(m.name, m.fail.err) {
-				return
-			}
-		}
-	}
-}
-
 func (s Snapshot[T]) state() *state[T] {
 	if s.s == nil {
 		return &state[T]{}
@@ -185,8 +174,6 @@ func (s Snapshot[T]) info(m *member[T]) ClusterInfo {
 		ci.BuiltAt = m.h.builtAt
 		ci.BuiltGeneration = m.h.generation
 		ci.Health = m.h.loadHealth()
-	} else {
-		ci.Health = Health{State: HealthUnknown}
 	}
 	return ci
 }

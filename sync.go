@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,14 +33,15 @@ import (
 // NewSyncer starts nothing (the zero Syncer is not usable). Run starts the
 // periodic loop and blocks until its context ends, then releases every
 // client; it has the shape of a controller-runtime Runnable. A Syncer that
-// only Sync drives is stopped by Close instead. Run also waits
-// for builds that overran their deadline, so a Builder that never returns
-// keeps Run from returning. Sync, Trigger and WaitForFirstSync may be
-// called from any goroutine.
+// only Sync drives is stopped by Close instead. Run also waits for builds
+// that overran their deadline, so a Builder that never returns keeps Run from
+// returning. Sync, Trigger, Probe, Close and WaitForFirstSync may be called
+// from any goroutine. Every callback of the caller's (Builder, Prober,
+// Observer) runs with no lock of the Syncer or the Registry held.
 type Syncer[T any] struct {
 	source  ClusterSource
 	builder Builder[T]
-	prober  Prober[T] // nil unless WithHealthCheck
+	prober  Prober[T] // the builder, with WithHealthCheck; nil without
 	opts    options
 	reg     *Registry[T]
 
@@ -58,12 +58,14 @@ type Syncer[T any] struct {
 
 	syncMu    sync.Mutex // serializes syncs; protects the fields below
 	stopped   bool
-	started   bool      // Run or Close was called
-	closed    bool      // Close was called
-	nextRetry time.Time // earliest backoff retry of a failing cluster; zero if none
+	started   bool            // Run or Close was called
+	closed    bool            // Close was called
+	runDone   <-chan struct{} // Run's ctx.Done(); nil unless Run drives the Syncer
+	nextRetry time.Time       // earliest backoff retry of a failing cluster; zero if none
 
-	// releases tracks the retired clients that wait for their leases, and
-	// the builds that overran their deadline; Run waits for both.
+	// releases tracks the retired clients that wait for their leases, the
+	// clients a cancelled sync built and never published, and the builds
+	// that overran their deadline; shutdown waits for all of them.
 	releases sync.WaitGroup
 }
 
@@ -112,13 +114,11 @@ func NewSyncer[T any](source ClusterSource, builder Builder[T], opts ...Option) 
 		return nil, fmt.Errorf("clusterregistry: %w", err)
 	}
 	var prober Prober[T]
-	if o.prober != nil {
-		p, ok := o.prober.(Prober[T])
-		if !ok {
+	if o.healthCheck != nil {
+		if prober = proberOf(builder); prober == nil {
 			var zero T
-			return nil, fmt.Errorf("clusterregistry: health check prober is a %T, not a Prober of %T", o.prober, zero)
+			return nil, fmt.Errorf("clusterregistry: health check: builder %T is not a Prober of %T (no Probe method)", builder, zero)
 		}
-		prober = p
 	}
 	return &Syncer[T]{
 		source:    source,
@@ -168,116 +168,154 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 		s.syncMu.Unlock()
 		return SyncReport{}, ErrStopped
 	}
-	rep, retired, err := s.syncLocked(ctx)
+	out := s.syncLocked(ctx)
 	// Counted before the lock goes, so that a shutdown that takes it next
 	// waits for these releases too.
-	s.releases.Add(len(retired))
+	s.releases.Add(len(out.retired) + len(out.unpublished))
 	s.syncMu.Unlock()
-	if testHookAfterSyncUnlock != nil {
-		testHookAfterSyncUnlock()
+	if s.opts.afterSyncUnlock != nil {
+		s.opts.afterSyncUnlock()
 	}
-
-	// Phase 4, no lock held: release what left the Registry.
-	for _, r := range retired {
-		s.release(r.name, r.h)
-	}
-	s.opts.observer.SyncDone(rep, err)
-	return rep, err
+	s.finish(out)
+	return out.rep, out.err
 }
 
-// testHookAfterSyncUnlock, when set by a test, runs in Sync between the end
-// of the sync and the release of what it retired.
-var testHookAfterSyncUnlock func()
+// outcome is what a sync leaves for phase 4, which runs with no lock held.
+type outcome[T any] struct {
+	rep         SyncReport
+	err         error
+	retired     []retiree[T] // clients that left the Registry
+	unpublished []T          // clients that a cancelled sync built
+	builds      []built[T]   // for the Observer
+}
+
+// finish runs phase 4 of a sync, with no lock held: it releases what left
+// the Registry, and tells the log and the Observer.
+func (s *Syncer[T]) finish(out outcome[T]) {
+	for _, r := range out.retired {
+		s.release(r.name, r.h)
+	}
+	for _, c := range out.unpublished {
+		s.builder.Release(c)
+		s.releases.Done()
+	}
+	rep := out.rep
+	log := s.opts.logger.V(1)
+	if rep.Published || out.err != nil {
+		log = s.opts.logger
+	}
+	log.Info("Synced clusters", "generation", rep.Generation, "added", rep.Added, "updated", rep.Updated,
+		"removed", rep.Removed, "failed", rep.Failed, "unchanged", rep.Unchanged,
+		"duration", rep.Duration, "lockHeld", rep.LockHeld)
+	for _, b := range out.builds {
+		s.opts.observer.BuildDone(b.name, b.took, b.err)
+	}
+	s.opts.observer.SyncDone(rep, out.err)
+}
 
 // Run syncs at once, then whenever the interval passes, a trigger arrives,
 // the source reports a change (if it is a Watcher) or a failing cluster's
 // backoff ends. It blocks until ctx is done; then it waits for a running sync,
-// stops the source's watch, empties the Registry and releases every client
-// (waiting for leases up to the drain timeout) before it returns nil.
-// Run may be called once.
+// stops the source's watch, empties the Registry (whose lookups then return
+// ErrStopped) and releases every client (waiting for leases up to the drain
+// timeout) before it returns nil. Run may be called once.
 func (s *Syncer[T]) Run(ctx context.Context) error {
-	s.syncMu.Lock()
-	if s.started {
-		closed := s.closed
-		s.syncMu.Unlock()
-		if closed {
-			return fmt.Errorf("clusterregistry: Syncer.Run after Close: %w", ErrStopped)
-		}
-		return errors.New("clusterregistry: Syncer.Run called twice")
+	if err := s.start(ctx); err != nil {
+		return err
 	}
-	s.started = true
-	s.syncMu.Unlock()
-
-	var watchers sync.WaitGroup
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	if s.prober != nil {
-		watchers.Add(1)
-		// Probes from the first sync on; stopWatch ends it and Run waits.
-		go func() {
-			defer watchers.Done()
-			select {
-			case <-s.firstDone:
-				s.probeLoop(watchCtx)
-			case <-watchCtx.Done():
-			}
-		}()
-	}
-	if w, ok := s.source.(Watcher); ok {
-		watchers.Add(1)
-		// The watch lives as long as Run; stopWatch ends it and Run waits.
-		go func() {
-			defer watchers.Done()
-			if err := w.Watch(watchCtx, s.Trigger); err != nil && watchCtx.Err() == nil {
-				s.opts.logger.Error(err, "Source watch ended; syncing on the interval only")
-			}
-		}()
-	}
-
+	stopWatchers := s.startWatchers(ctx)
 	for {
 		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 			s.opts.logger.Error(err, "Sync failed; keeping the last good state")
 		}
-		if ctx.Err() != nil {
-			// Before the backoff check: a cancelled sync publishes nothing,
-			// so an ended backoff would still read as ended, for ever.
-			break
-		}
-		wait := s.nextWait()
-		if wait <= 0 {
-			continue // a backoff has ended: sync now
-		}
-		timer := s.opts.clock.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-timer.C():
-		case <-s.trigger:
-			// Put it back: the sync drains pending triggers when it starts.
-			s.Trigger()
-		}
-		timer.Stop()
-		if ctx.Err() != nil {
+		// Before the backoff check: a cancelled sync publishes nothing, so an
+		// ended backoff would still read as ended, for ever.
+		if ctx.Err() != nil || !s.wait(ctx) {
 			break
 		}
 	}
-
-	stopWatch()
-	watchers.Wait()
+	stopWatchers()
 	s.shutdown()
 	return nil
 }
 
+// start marks the Syncer as driven by Run, whose context ctx is.
+func (s *Syncer[T]) start(ctx context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	switch {
+	case s.closed:
+		return fmt.Errorf("clusterregistry: Syncer.Run after Close: %w", ErrStopped)
+	case s.started:
+		return errors.New("clusterregistry: Syncer.Run called twice")
+	}
+	s.started, s.runDone = true, ctx.Done()
+	return nil
+}
+
+// startWatchers starts the source's watch, if it is a Watcher, and the
+// probe loop, if probing is on. stop ends both and waits for them.
+func (s *Syncer[T]) startWatchers(ctx context.Context) (stop func()) {
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	if s.prober != nil {
+		wg.Add(1)
+		// Probes from the first sync on, until stop; stop waits for it.
+		go func() {
+			defer wg.Done()
+			select {
+			case <-s.firstDone:
+				s.probeLoop(ctx)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	if w, ok := s.source.(Watcher); ok {
+		wg.Add(1)
+		// The watch lives until stop; stop waits for it.
+		go func() {
+			defer wg.Done()
+			if err := w.Watch(ctx, s.Trigger); err != nil && ctx.Err() == nil {
+				s.opts.logger.Error(err, "Source watch ended; syncing on the interval only")
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// wait waits for the next reason to sync, and reports false if ctx ended
+// instead.
+func (s *Syncer[T]) wait(ctx context.Context) bool {
+	wait := s.nextWait()
+	if wait <= 0 {
+		return true // a backoff has ended: sync now
+	}
+	timer := s.opts.clock.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C():
+	case <-s.trigger:
+		// Put it back: the sync drains pending triggers when it starts.
+		s.Trigger()
+	}
+	return ctx.Err() == nil
+}
+
 // Close stops a Syncer that Run does not drive (one kept current by calling
-// Sync): it waits for a running sync, empties the Registry and releases
-// every client, waiting for leases up to the drain timeout, as Run does when
-// its context ends. Syncs that have not started by then return ErrStopped,
-// and Run refuses to start. Close may be called more than once: every call
-// returns once everything is released. It returns an error while Run drives
-// the Syncer (Run's context stops it); once that context has ended, it waits
-// for Run's own release of every client and returns nil.
+// Sync): it waits for a running sync, empties the Registry (whose lookups
+// then return ErrStopped) and releases every client, waiting for leases up to
+// the drain timeout, as Run does when its context ends. Syncs that have not
+// started by then return ErrStopped, and Run refuses to start. Close may be
+// called more than once: every call returns once everything is released.
+// While Run drives the Syncer, Close returns an error (cancel Run's context
+// instead); once that context has ended, Close waits for Run's own release
+// of every client and returns nil.
 func (s *Syncer[T]) Close() error {
 	s.syncMu.Lock()
 	switch {
-	case s.stopped: // by an earlier Close, or by Run as its context ended
+	case s.stopped, s.started && isDone(s.runDone):
+		// By an earlier Close, or by Run as its context ends.
 		s.syncMu.Unlock()
 		<-s.drained
 		return nil
@@ -290,6 +328,15 @@ func (s *Syncer[T]) Close() error {
 	s.syncMu.Unlock()
 	s.shutdown()
 	return nil
+}
+
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // nextWait returns how long Run waits before its next sync: the interval,
@@ -314,23 +361,22 @@ func (s *Syncer[T]) shutdown() {
 		close(s.firstDone)
 	}
 	cur := s.reg.load()
-	next := &state[T]{
+	final := &state[T]{
 		generation: cur.generation + 1,
 		sourceErr:  ErrStopped,
 		defaultErr: fmt.Errorf("%w: %w", ErrNoDefaultCluster, ErrStopped),
 		syncedAt:   s.opts.clock.Now(),
+		stopped:    true,
 	}
 	var events []Event
-	for _, m := range cur.sorted {
-		events = append(events, Event{Type: EventRemoved, Cluster: m.name, Generation: next.generation})
-	}
-	s.publish(next, events, nil)
 	var held []*member[T]
 	for _, m := range cur.sorted {
+		events = append(events, Event{Type: EventRemoved, Name: m.name, Generation: final.generation})
 		if m.h != nil {
 			held = append(held, m)
 		}
 	}
+	s.reg.stop(final, events)
 	s.releases.Add(len(held))
 	s.syncMu.Unlock()
 
@@ -341,122 +387,55 @@ func (s *Syncer[T]) shutdown() {
 	close(s.drained)
 }
 
-// partialPublishEvery is how often a sync that waits for slow builds
-// publishes the builds that have finished, so that one slow or unreachable
-// cluster holds back the others by at most this long.
-const partialPublishEvery = time.Second
-
-// syncLocked runs one sync. s.syncMu must be held. It returns the clients
-// that left the Registry, for the caller to release once it has let go of
-// s.syncMu.
-func (s *Syncer[T]) syncLocked(ctx context.Context) (SyncReport, []retiree[T], error) {
-	clk := s.opts.clock
-	start := clk.Now()
+// syncLocked runs phases 1 to 3 of one sync. s.syncMu must be held. It
+// returns what phase 4 has to do once s.syncMu is let go.
+func (s *Syncer[T]) syncLocked(ctx context.Context) outcome[T] {
+	start := s.opts.clock.Now()
 	// A trigger that came before this sync started is served by it.
 	select {
 	case <-s.trigger:
 	default:
 	}
-
 	// Phase 1: the current state.
 	cur := s.reg.load()
 
 	// Phase 2, no lock held: list the source and build what changed.
+	listed, err := s.list(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome[T]{rep: SyncReport{Generation: cur.generation}, err: ctx.Err()}
+		}
+		return outcome[T]{rep: s.keepOnSourceError(cur, start, err), err: err}
+	}
+	plans, invalid := s.planLocked(cur, listed, s.opts.clock.Now())
+	r := &syncRun[T]{s: s, cur: cur, plans: plans, def: pickDefault(cur.defaultName, plans)}
+	r.rep = SyncReport{Generation: cur.generation, Invalid: invalid}
+	r.awaitBuilds(ctx)
+	if ctx.Err() != nil {
+		return r.cancelled(ctx.Err())
+	}
+	// Phase 3, inside stage: publish.
+	r.stage(plans, &r.rep)
+	r.mergeEarly()
+	s.finishLocked(&r.rep, start, nil)
+	return outcome[T]{rep: r.rep, retired: r.retired, builds: r.builds}
+}
+
+// list lists the source under the source timeout.
+func (s *Syncer[T]) list(ctx context.Context) ([]Cluster, error) {
 	listCtx, cancel := context.WithTimeout(ctx, s.opts.sourceTimeout)
 	listed, err := s.source.List(listCtx)
 	cancel()
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		return nil, fmt.Errorf("list clusters: %w", err)
+	case len(listed) > s.opts.maxClusters:
+		return nil, fmt.Errorf("list clusters: listed %d clusters, more than the limit of %d (WithMaxClusters)",
+			len(listed), s.opts.maxClusters)
 	}
-	if err == nil && len(listed) > s.opts.maxClusters {
-		err = fmt.Errorf("listed %d clusters, more than the limit of %d (WithMaxClusters)", len(listed), s.opts.maxClusters)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return SyncReport{Generation: cur.generation}, nil, ctx.Err()
-		}
-		err = fmt.Errorf("list clusters: %w", err)
-		return s.keepOnSourceError(cur, start, err), nil, err
-	}
-
-	plans, invalid := s.planLocked(cur, listed, clk.Now())
-	rep := SyncReport{Generation: cur.generation, Invalid: invalid}
-	var retired []retiree[T]
-	stage := func(view []plan[T], r *SyncReport) {
-		next, gone, events := s.assemble(cur, view, r, clk.Now())
-		retired = append(retired, gone...)
-		if next != nil {
-			// Phase 3: publish. The write lock covers the assignment alone.
-			rep.LockHeld = max(rep.LockHeld, s.publish(next, events, gone))
-			rep.Generation, rep.Published = next.generation, true
-			cur = next
-		}
-	}
-
-	// While builds run, publish every partialPublishEvery what has finished.
-	waiting, done := s.startBuilds(ctx, plans)
-	pending := make([]bool, len(plans))
-	for i := range plans {
-		pending[i] = plans[i].build
-	}
-	var early SyncReport // what partial publishes did
-	fresh := 0           // builds finished since the last publish
-	var tick clock.Timer
-	if waiting > 0 {
-		tick = clk.NewTimer(partialPublishEvery)
-	}
-	for waiting > 0 {
-		select {
-		case b := <-done:
-			waiting--
-			plans[b.i].h, plans[b.i].err = b.h, b.err
-			pending[b.i] = false
-			fresh++
-		case <-tick.C():
-			if fresh > 0 && ctx.Err() == nil {
-				var r SyncReport
-				stage(partialView(plans, pending), &r)
-				rebase(plans, pending, cur)
-				early.Added = append(early.Added, r.Added...)
-				early.Updated = append(early.Updated, r.Updated...)
-				early.Removed = append(early.Removed, r.Removed...)
-				early.Builds += r.Builds
-				fresh = 0
-			}
-			tick = clk.NewTimer(partialPublishEvery)
-		}
-	}
-	if tick != nil {
-		tick.Stop()
-	}
-	if ctx.Err() != nil {
-		// Cancelled mid-build: publish nothing more, and release what was
-		// built and not published.
-		for i := range plans {
-			if plans[i].h != nil {
-				s.builder.Release(plans[i].h.client)
-			}
-		}
-		return rep, retired, ctx.Err()
-	}
-
-	stage(plans, &rep)
-	rep.Unchanged -= len(early.Added) + len(early.Updated) // published early, unchanged since
-	rep.Added = sortedUnion(early.Added, rep.Added)
-	rep.Updated = sortedUnion(early.Updated, rep.Updated)
-	rep.Removed = sortedUnion(early.Removed, rep.Removed)
-	rep.Builds += early.Builds
-	s.finishLocked(&rep, start, nil)
-	return rep, retired, nil
-}
-
-func sortedUnion(a, b []string) []string {
-	if len(a) == 0 {
-		return b
-	}
-	out := append(slices.Clone(a), b...)
-	slices.Sort(out)
-	return out
+	return listed, nil
 }
 
 // keepOnSourceError keeps the last good state, recording err beside it.
@@ -467,7 +446,7 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 		next.generation++
 		next.sourceErr = err
 		next.syncedAt = s.opts.clock.Now()
-		rep.LockHeld = s.publish(&next, nil, nil)
+		rep.LockHeld = s.reg.publish(&next, nil, nil)
 		rep.Generation, rep.Published = next.generation, true
 	}
 	for _, m := range cur.sorted {
@@ -482,48 +461,15 @@ func (s *Syncer[T]) keepOnSourceError(cur *state[T], start time.Time, err error)
 	return rep
 }
 
-// publish swaps in next and queues its events for the subscribers. A client
-// that replaces another starts with its predecessor's health, so that the
-// cluster's health reads the same to subscribers until the new client is
-// probed. It returns how long the write lock was held.
-func (s *Syncer[T]) publish(next *state[T], events []Event, replaced []retiree[T]) time.Duration {
-	s.reg.eventsMu.Lock()
-	defer s.reg.eventsMu.Unlock()
-	// Under eventsMu no probe result lands, so the inherited health is the
-	// latest.
-	for _, r := range replaced {
-		if m := next.members[r.name]; m != nil && m.h != nil && m.h != r.h {
-			m.h.health.Store(r.h.health.Load())
-		}
-	}
-	held := s.reg.swap(next)
-	s.reg.emitLocked(events)
-	return held
-}
-
 func (s *Syncer[T]) finishLocked(rep *SyncReport, start time.Time, err error) {
 	rep.Duration = s.opts.clock.Since(start)
 	if !s.firstSyncDone() {
 		s.firstErr = err
 		close(s.firstDone)
 	}
-	log := s.opts.logger.V(1)
-	if rep.Published || err != nil {
-		log = s.opts.logger
-	}
-	log.Info("Synced clusters", "generation", rep.Generation, "added", rep.Added, "updated", rep.Updated,
-		"removed", rep.Removed, "failed", rep.Failed, "unchanged", rep.Unchanged,
-		"duration", rep.Duration, "lockHeld", rep.LockHeld)
 }
 
-func (s *Syncer[T]) firstSyncDone() bool {
-	select {
-	case <-s.firstDone:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Syncer[T]) firstSyncDone() bool { return isDone(s.firstDone) }
 
 // release hands h's client back to the Builder once its leases are returned
 // (from the Release of the last one), or once the drain timeout has passed.

@@ -54,7 +54,7 @@ func TestBlackHoledClusterFailsAloneAfterItsTimeout(t *testing.T) {
 	require.Eventually(t, func() bool { return f.client(t, "a").token == "new" }, 10*time.Second, time.Millisecond)
 	assert.Equal(t, "new", f.client(t, "b").token)
 	assert.Same(t, hole, f.client(t, "hole"))
-	assert.NoError(t, f.reg.Err("hole"), "still building")
+	assert.NoError(t, f.reg.Snapshot().Err("hole"), "still building")
 
 	f.clock.Step(4 * time.Second)
 	rep := <-done
@@ -63,7 +63,7 @@ func TestBlackHoledClusterFailsAloneAfterItsTimeout(t *testing.T) {
 	assert.Equal(t, []string{"hole"}, rep.Failed)
 	assert.Equal(t, "new", f.client(t, "a").token)
 	assert.Same(t, hole, f.client(t, "hole"), "the black-holed cluster keeps its last good client")
-	assert.ErrorContains(t, f.reg.Err("hole"), `cluster "hole": build timed out after 5s`)
+	assert.ErrorContains(t, f.reg.Snapshot().Err("hole"), `cluster "hole": build timed out after 5s`)
 }
 
 func TestBuildThatIgnoresItsDeadlineIsAbandonedAndReleased(t *testing.T) {
@@ -139,7 +139,7 @@ func TestRunSyncsOnTheIntervalAndReleasesEverythingOnStop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	require.NoError(t, s.WaitForFirstSync(ctx))
-	assert.Equal(t, []string{"a", "b"}, s.Registry().Names())
+	assert.Equal(t, []string{"a", "b"}, s.Registry().Snapshot().Names())
 
 	for i := range 3 {
 		require.Eventually(t, clk.HasWaiters, 10*time.Second, time.Millisecond)
@@ -152,7 +152,7 @@ func TestRunSyncsOnTheIntervalAndReleasesEverythingOnStop(t *testing.T) {
 	require.NoError(t, <-done)
 	assert.Equal(t, 2, b.releasedCount(), "every client is released when Run returns")
 	_, err = s.Registry().Get("a")
-	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
+	assert.ErrorIs(t, err, clusterregistry.ErrStopped)
 	assert.ErrorIs(t, s.Registry().Snapshot().SourceErr(), clusterregistry.ErrStopped)
 
 	_, err = s.Sync(context.Background())
@@ -184,7 +184,7 @@ func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
 	require.NoError(t, <-closed)
 	assert.Equal(t, 2, f.builder.releasedCount(), "every client is released when either Close returns")
 	_, err = f.reg.Get("a")
-	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
+	assert.ErrorIs(t, err, clusterregistry.ErrStopped)
 	assert.ErrorIs(t, f.reg.Snapshot().SourceErr(), clusterregistry.ErrStopped)
 
 	_, err = f.syncer.Sync(context.Background())
@@ -197,20 +197,23 @@ func TestCloseStopsASyncerThatOnlySyncDrives(t *testing.T) {
 // go of its lock and before it releases the client it replaced, which a
 // lease holds: Close must wait for that release too.
 func TestCloseWaitsForASyncsReleases(t *testing.T) {
-	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Hour))
+	var f *fixture
+	var armed atomic.Bool
+	closed := make(chan error, 1)
+	f = newFixture(t, clusterregistry.WithDrainTimeout(time.Hour), clusterregistry.WithAfterSyncUnlock(func() {
+		if !armed.Load() {
+			return
+		}
+		go func() { closed <- f.syncer.Close() }()
+		// Close has released the new client (nothing leases it) and waits.
+		require.Eventually(t, func() bool { return f.builder.releasedCount() == 1 }, 10*time.Second, time.Millisecond)
+	}))
 	f.src.Set(cluster("a", "https://a"))
 	f.sync(t)
 	lease, err := f.reg.Lease("a")
 	require.NoError(t, err)
 	f.src.Set(withToken(cluster("a", "https://a"), "rotated"))
-
-	closed := make(chan error, 1)
-	reset := clusterregistry.SetTestHookAfterSyncUnlock(func() {
-		go func() { closed <- f.syncer.Close() }()
-		// Close has released the new client (nothing leases it) and waits.
-		require.Eventually(t, func() bool { return f.builder.releasedCount() == 1 }, 10*time.Second, time.Millisecond)
-	})
-	defer reset()
+	armed.Store(true)
 	f.sync(t)
 	select {
 	case err := <-closed:
@@ -335,7 +338,7 @@ func TestWatcherChangeSyncsAtOnce(t *testing.T) {
 	f.src.Set(cluster("a", "https://a"))
 	f.run(t)
 	f.src.Upsert(cluster("b", "https://b"))
-	require.Eventually(t, func() bool { return len(f.reg.Names()) == 2 }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return len(f.reg.Snapshot().Names()) == 2 }, 10*time.Second, time.Millisecond,
 		"a change of the source reaches the Registry without the clock moving")
 }
 

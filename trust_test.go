@@ -119,7 +119,7 @@ func TestSyncerIgnoresInvalidNames(t *testing.T) {
 	for _, err := range rep.Invalid {
 		assert.NotContains(t, err.Error(), "\x1b", "names are quoted, so a log line stays one line")
 	}
-	assert.Equal(t, []string{"ok"}, f.reg.Names())
+	assert.Equal(t, []string{"ok"}, f.reg.Snapshot().Names())
 }
 
 func TestMaxClustersKeepsTheLastGoodState(t *testing.T) {
@@ -129,7 +129,7 @@ func TestMaxClustersKeepsTheLastGoodState(t *testing.T) {
 	f.src.Upsert(cluster("c", "https://c"))
 	_, err := f.syncer.Sync(context.Background())
 	require.ErrorContains(t, err, "listed 3 clusters, more than the limit of 2")
-	assert.Equal(t, []string{"a", "b"}, f.reg.Names())
+	assert.Equal(t, []string{"a", "b"}, f.reg.Snapshot().Names())
 	assert.Zero(t, f.builder.releasedCount())
 }
 

@@ -102,7 +102,7 @@ func TestFakeBuilderFailKeepsLastGoodClient(t *testing.T) {
 	_, err = reg.Get("b")
 	var ce *clusterregistry.ClusterError
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "b", ce.Cluster)
+	assert.Equal(t, "b", ce.Name)
 	assert.ErrorContains(t, err, "connection refused")
 
 	good := builder.Client("a")
@@ -113,7 +113,7 @@ func TestFakeBuilderFailKeepsLastGoodClient(t *testing.T) {
 	current, err := reg.Get("a")
 	require.NoError(t, err)
 	assert.Same(t, good, current, "the last good client stays in service")
-	assert.ErrorContains(t, reg.Err("a"), "401")
+	assert.ErrorContains(t, reg.Snapshot().Err("a"), "401")
 
 	builder.Heal("a")
 	builder.Heal("b")

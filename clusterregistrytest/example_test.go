@@ -45,7 +45,7 @@ func ExampleSource_Fail() {
 	source.Delete("prod")
 	_, err := syncer.Sync(ctx)
 	fmt.Println(err)
-	fmt.Println(syncer.Registry().Names())
+	fmt.Println(syncer.Registry().Snapshot().Names())
 	// Output:
 	// list clusters: database unreachable
 	// [prod]

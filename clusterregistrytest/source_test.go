@@ -54,12 +54,12 @@ func TestSourceFailKeepsLastGoodStateUntilHeal(t *testing.T) {
 	source.Delete("a") // not visible while the source fails
 	_, err := syncer.Sync(context.Background())
 	require.ErrorIs(t, err, errStore)
-	assert.Equal(t, []string{"a"}, reg.Names())
+	assert.Equal(t, []string{"a"}, reg.Snapshot().Names())
 	assert.ErrorIs(t, reg.Snapshot().SourceErr(), errStore)
 
 	source.Heal()
 	clusterregistrytest.Sync(t, syncer)
-	assert.Empty(t, reg.Names())
+	assert.Empty(t, reg.Snapshot().Names())
 	assert.NoError(t, reg.Snapshot().SourceErr())
 }
 
@@ -115,5 +115,5 @@ func TestSourceBlackHoleTimesOutTheSync(t *testing.T) {
 	source.BlackHole()
 	_, err := syncer.Sync(context.Background())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Equal(t, []string{"a"}, syncer.Registry().Names(), "the last good state stays")
+	assert.Equal(t, []string{"a"}, syncer.Registry().Snapshot().Names(), "the last good state stays")
 }

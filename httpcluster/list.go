@@ -67,10 +67,7 @@ func Describe[T any](snap clusterregistry.Snapshot[T]) ClusterList {
 		SyncedAt:   snap.SyncedAt(),
 		Clusters:   make([]ClusterStatus, 0, snap.Len()),
 	}
-	name, err := snap.DefaultName()
-	if err == nil {
-		err = snap.DefaultErr() // several marked, the previous default kept
-	}
+	name, err := snap.DefaultName() // an error with a name: several marked, the previous default kept
 	l.Default = name
 	if err != nil {
 		l.DefaultError = err.Error()

@@ -107,7 +107,8 @@ func (m *Middleware[T]) RequestedCluster(r *http.Request) string {
 // outlive the request.
 //
 // When the cluster cannot be leased, next is not called and the error handler
-// answers: 404 for an unknown cluster, 503 otherwise. Every answer carries
+// answers: 404 for an unknown cluster, 503 otherwise (including every
+// request once the Syncer has stopped). Every answer carries
 // "Vary: X-Cluster-Name" (the configured header), for caches.
 func (m *Middleware[T]) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +131,7 @@ func (m *Middleware[T]) Handler(next http.Handler) http.Handler {
 			return
 		}
 		defer lease.Release()
-		ctx := NewContext(r.Context(), lease.Cluster(), lease.Client())
+		ctx := NewContext(r.Context(), lease.Name(), lease.Client())
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -150,12 +151,14 @@ type Error struct {
 
 func newError(asked string, err error) *Error {
 	e := &Error{Status: http.StatusServiceUnavailable, Cluster: asked, Err: err}
-	if errors.Is(err, clusterregistry.ErrClusterNotFound) {
+	// Not found only for a name asked for: a default whose first build runs
+	// is unavailable for now, and a stopped Syncer's Registry says stopped.
+	if asked != "" && errors.Is(err, clusterregistry.ErrClusterNotFound) {
 		e.Status = http.StatusNotFound
 	}
 	var ce *clusterregistry.ClusterError
 	if e.Cluster == "" && errors.As(err, &ce) {
-		e.Cluster = ce.Cluster // the failing default
+		e.Cluster = ce.Name // the failing default
 	}
 	return e
 }

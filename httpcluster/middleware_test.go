@@ -186,10 +186,12 @@ func TestMiddlewareStoppedSyncer(t *testing.T) {
 	require.NoError(t, syncer.Run(ctx)) // syncs nothing, then stops and empties the Registry
 
 	h := httpcluster.New(syncer.Registry()).Handler(echo)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
-	assert.Contains(t, rec.Body.String(), "syncer stopped")
+	for _, target := range []string{"/", "/?cluster=prod"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, target)
+		assert.Contains(t, rec.Body.String(), "syncer stopped", target)
+	}
 }
 
 func TestMiddlewareErrorHandler(t *testing.T) {

@@ -281,17 +281,17 @@ func TestSyncerOverAMerge(t *testing.T) {
 	}()
 	require.NoError(t, syncer.WaitForFirstSync(ctx))
 	reg := syncer.Registry()
-	assert.Equal(t, []string{"a", "b"}, reg.Names())
+	assert.Equal(t, []string{"a", "b"}, reg.Snapshot().Names())
 
 	require.Eventually(t, func() bool {
 		two.Upsert(cluster("c", "https://c", "env", "prod"))
-		return len(reg.Names()) == 3
+		return len(reg.Snapshot().Names()) == 3
 	}, 5*time.Second, 10*time.Millisecond)
 
 	one.Upsert(cluster("b", "https://b-too", "env", "prod"))
-	require.Eventually(t, func() bool { return reg.Err("b") != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return reg.Snapshot().Err("b") != nil }, 5*time.Second, time.Millisecond)
 	h, err := reg.Get("b")
 	require.NoError(t, err, "the clash keeps the last good client")
 	assert.Equal(t, "https://b", h)
-	assert.ErrorContains(t, reg.Err("b"), `cluster "b" is also defined by source 1`)
+	assert.ErrorContains(t, reg.Snapshot().Err("b"), `cluster "b" is also defined by source 1`)
 }

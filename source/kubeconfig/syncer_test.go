@@ -75,10 +75,10 @@ func TestSyncerFollowsFileEdits(t *testing.T) {
 	writeFile(t, path, "contexts: [")
 	stepAndWait(t, clk)
 	stepAndWait(t, clk)
-	require.Eventually(t, func() bool { return reg.Err("a") != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return reg.Snapshot().Err("a") != nil }, 5*time.Second, time.Millisecond)
 	for _, n := range []string{"a", "b"} {
 		var fe *clusterregistry.FieldError
-		require.ErrorAs(t, reg.Err(n), &fe)
+		require.ErrorAs(t, reg.Snapshot().Err(n), &fe)
 		assert.Equal(t, path, fe.Location)
 		h, err := reg.Get(n)
 		require.NoError(t, err, "the last good client stays in service")
@@ -89,8 +89,8 @@ func TestSyncerFollowsFileEdits(t *testing.T) {
 	writeFile(t, path, kubeconfigYAML("b", ctxSpec{"b", "https://b.example"}))
 	stepAndWait(t, clk)
 	stepAndWait(t, clk)
-	require.Eventually(t, func() bool { return len(reg.Names()) == 1 }, 5*time.Second, time.Millisecond)
-	assert.NoError(t, reg.Err("b"))
+	require.Eventually(t, func() bool { return len(reg.Snapshot().Names()) == 1 }, 5*time.Second, time.Millisecond)
+	assert.NoError(t, reg.Snapshot().Err("b"))
 	_, err = reg.Get("a")
 	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
 }
@@ -100,7 +100,7 @@ func TestSyncerFollowsADirectory(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "a"), kubeconfigYAML("", ctxSpec{"a", "https://a.example"}))
 	d, clk := newDir(t, dir)
 	reg := runSyncer(t, d)
-	require.Equal(t, []string{"a"}, reg.Names())
+	require.Equal(t, []string{"a"}, reg.Snapshot().Names())
 	require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond)
 
 	writeAtomically(t, filepath.Join(dir, "b"), kubeconfigYAML("", ctxSpec{"b", "https://b.example"}))
@@ -111,8 +111,8 @@ func TestSyncerFollowsADirectory(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(dir, "a")))
 	stepAndWait(t, clk)
 	stepAndWait(t, clk)
-	require.Eventually(t, func() bool { return len(reg.Names()) == 1 }, 5*time.Second, time.Millisecond)
-	assert.Equal(t, []string{"b"}, reg.Names())
+	require.Eventually(t, func() bool { return len(reg.Snapshot().Names()) == 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, []string{"b"}, reg.Snapshot().Names())
 }
 
 // TestNonAtomicRewrites rewrites a kubeconfig in place (truncate, then write
@@ -175,7 +175,7 @@ func TestNonAtomicRewrites(t *testing.T) {
 						if _, err := reg.Get(n); err != nil {
 							fail(err)
 						}
-						if err := reg.Err(n); err != nil {
+						if err := reg.Snapshot().Err(n); err != nil {
 							fail(err)
 						}
 					}

@@ -30,7 +30,7 @@ func TestExecRunsOnlyFromTrustedSources(t *testing.T) {
 
 		_, err = reg.Get("x")
 		require.Error(t, err)
-		trusttest.RequireRefused(t, reg.Err("x"), "upload", "users[u].exec")
+		trusttest.RequireRefused(t, reg.Snapshot().Err("x"), "upload", "users[u].exec")
 		assert.False(t, trusttest.Exists(t, marker), "the command ran")
 		assert.Zero(t, srv.Authorized())
 	})
@@ -43,7 +43,7 @@ func TestExecRunsOnlyFromTrustedSources(t *testing.T) {
 		require.NoError(t, err)
 		reg := trusttest.RunSyncer(t, src)
 
-		trusttest.RequireRefused(t, reg.Err("x"), path, "users[u].exec")
+		trusttest.RequireRefused(t, reg.Snapshot().Err("x"), path, "users[u].exec")
 		assert.False(t, trusttest.Exists(t, marker), "the command ran")
 		assert.Zero(t, srv.Authorized())
 	})
@@ -325,7 +325,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 		src, err := kubeconfig.New(kubeconfig.WithPath(path), kubeconfig.WithRename(kubeconfig.SanitizeName))
 		require.NoError(t, err)
 		reg := runSyncer(t, src)
-		assert.Equal(t, []string{"arn:aws:eks:us-east-1:123456789012:cluster-prod", "gke_proj_europe-west1_dev", "my-cluster"}, reg.Names())
+		assert.Equal(t, []string{"arn:aws:eks:us-east-1:123456789012:cluster-prod", "gke_proj_europe-west1_dev", "my-cluster"}, reg.Snapshot().Names())
 		h, err := reg.Default()
 		require.NoError(t, err)
 		assert.Equal(t, "https://c.example", h)

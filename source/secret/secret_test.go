@@ -229,7 +229,7 @@ func TestSyncerFollowsSecrets(t *testing.T) {
 	}()
 	require.NoError(t, syncer.WaitForFirstSync(ctx))
 	reg := syncer.Registry()
-	assert.Empty(t, reg.Names())
+	assert.Empty(t, reg.Snapshot().Names())
 
 	waitFor := func(msg string, cond func() bool) {
 		t.Helper()
@@ -265,11 +265,11 @@ func TestSyncerFollowsSecrets(t *testing.T) {
 	prod.ResourceVersion = "12"
 	_, err = secrets.Update(ctx, prod, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	waitFor("broken", func() bool { return reg.Err("prod") != nil })
+	waitFor("broken", func() bool { return reg.Snapshot().Err("prod") != nil })
 	var fe *clusterregistry.FieldError
-	require.ErrorAs(t, reg.Err("prod"), &fe)
+	require.ErrorAs(t, reg.Snapshot().Err("prod"), &fe)
 	assert.Equal(t, "argocd/cluster-prod", fe.Location)
-	assert.NotContains(t, reg.Err("prod").Error(), "s3cr3t")
+	assert.NotContains(t, reg.Snapshot().Err("prod").Error(), "s3cr3t")
 	h, err = reg.Get("prod")
 	require.NoError(t, err)
 	assert.Equal(t, "https://prod-2.example", h)
@@ -280,7 +280,7 @@ func TestSyncerFollowsSecrets(t *testing.T) {
 	require.NoError(t, err)
 	waitFor("second created", hostIs("stage", "https://stage.example"))
 	require.NoError(t, secrets.Delete(ctx, "cluster-prod", metav1.DeleteOptions{}))
-	waitFor("deleted", func() bool { return len(reg.Names()) == 1 })
+	waitFor("deleted", func() bool { return len(reg.Snapshot().Names()) == 1 })
 	_, err = reg.Get("prod")
 	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
 
@@ -295,5 +295,5 @@ func TestSyncerFollowsSecrets(t *testing.T) {
 	_, err = secrets.Update(ctx, relabelled, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	waitFor("after the plain Secret", hostIs("stage", "https://stage-2.example"))
-	assert.Equal(t, []string{"stage"}, reg.Names())
+	assert.Equal(t, []string{"stage"}, reg.Snapshot().Names())
 }

@@ -64,7 +64,7 @@ func TestExecFromSecretsNeverRuns(t *testing.T) {
 
 			_, err = reg.Get("x")
 			require.Error(t, err)
-			trusttest.RequireRefused(t, reg.Err("x"), f.loc, f.field)
+			trusttest.RequireRefused(t, reg.Snapshot().Err("x"), f.loc, f.field)
 			assert.False(t, trusttest.Exists(t, marker), "the command ran")
 			assert.Zero(t, srv.Authorized())
 		})

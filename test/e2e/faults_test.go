@@ -75,7 +75,7 @@ func TestBlackHoledClusterDelaysNobody(t *testing.T) {
 	require.NoError(t, err, "a failed rebuild keeps the last good client")
 	assert.Same(t, lastGood, served)
 	var cerr *clusterregistry.ClusterError
-	require.True(t, errors.As(reg.Err("cluster-3"), &cerr), "error of cluster-3: %v", reg.Err("cluster-3"))
+	require.True(t, errors.As(reg.Snapshot().Err("cluster-3"), &cerr), "error of cluster-3: %v", reg.Snapshot().Err("cluster-3"))
 	assert.Equal(t, "cluster-3", cerr.Cluster)
 	assert.Equal(t, 1, cerr.Attempts)
 	assert.Contains(t, cerr.Error(), "timed out")
@@ -89,7 +89,7 @@ func TestBlackHoledClusterDelaysNobody(t *testing.T) {
 	require.NoError(t, env.Cluster("cluster-3").Heal())
 	waitFor(t, "cluster-3 to recover", func() bool {
 		_, err := s.Sync(syncCtx(t))
-		return err == nil && reg.Err("cluster-3") == nil
+		return err == nil && reg.Snapshot().Err("cluster-3") == nil
 	})
 	recovered, err := reg.Get("cluster-3")
 	require.NoError(t, err)
@@ -135,7 +135,7 @@ func TestKilledAPIServerRecoversWithBackoff(t *testing.T) {
 	clusterErr := func() *clusterregistry.ClusterError {
 		t.Helper()
 		var cerr *clusterregistry.ClusterError
-		require.True(t, errors.As(reg.Err("cluster-2"), &cerr), "error of cluster-2: %v", reg.Err("cluster-2"))
+		require.True(t, errors.As(reg.Snapshot().Err("cluster-2"), &cerr), "error of cluster-2: %v", reg.Snapshot().Err("cluster-2"))
 		return cerr
 	}
 
@@ -182,7 +182,7 @@ func TestKilledAPIServerRecoversWithBackoff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"cluster-2"}, rep.Updated)
 	assert.Empty(t, rep.Failed)
-	assert.NoError(t, reg.Err("cluster-2"))
+	assert.NoError(t, reg.Snapshot().Err("cluster-2"))
 	client, err := reg.Get("cluster-2")
 	require.NoError(t, err)
 	assert.Equal(t, newToken, client.Config().BearerToken)
@@ -244,8 +244,8 @@ func TestKilledAPIServerHealth(t *testing.T) {
 	assert.Equal(t, clusterregistry.HealthReady, health("cluster-1").State)
 	ev := nextChange(t, sub)
 	assert.Equal(t, clusterregistry.EventUnhealthy, ev.Type)
-	assert.Equal(t, "cluster-2", ev.Cluster)
-	assert.NoError(t, reg.Err("cluster-2"), "probing is not a build: no cluster error")
+	assert.Equal(t, "cluster-2", ev.Name)
+	assert.NoError(t, reg.Snapshot().Err("cluster-2"), "probing is not a build: no cluster error")
 	stillServed, err := reg.Get("cluster-2")
 	require.NoError(t, err)
 	assert.Same(t, served, stillServed, "probing never rebuilds")
@@ -256,7 +256,7 @@ func TestKilledAPIServerHealth(t *testing.T) {
 	assert.NoError(t, health("cluster-2").Err)
 	ev = nextChange(t, sub)
 	assert.Equal(t, clusterregistry.EventHealthy, ev.Type)
-	assert.Equal(t, "cluster-2", ev.Cluster)
+	assert.Equal(t, "cluster-2", ev.Name)
 
 	// Revoke the token the client uses: Unauthorized after the threshold.
 	newToken, err := c2.IssueToken(t.Context())

@@ -272,14 +272,14 @@ func secretSourceOnRealHub(t *testing.T, f secretFormat, hub *localcluster.Clust
 	// The members appear and answer, each as itself.
 	require.NoError(t, s.WaitForFirstSync(syncCtx(t)))
 	both := []string{c2.Name(), c3.Name()}
-	require.Eventually(t, func() bool { return slices.Equal(reg.Names(), both) }, 30*time.Second, 10*time.Millisecond,
-		"clusters of the Registry: %v", reg.Names())
+	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), both) }, 30*time.Second, 10*time.Millisecond,
+		"clusters of the Registry: %v", reg.Snapshot().Names())
 	require.Eventually(t, func() bool { return watcher.running.Load() == 1 && watcher.changes.Load() >= 1 },
 		30*time.Second, 10*time.Millisecond, "the source's watch is running and has synced")
 	require.Eventually(t, func() bool { return hubWatches() == 1 }, 30*time.Second, 50*time.Millisecond,
 		"the hub serves one watch of Secrets")
 	for _, m := range members {
-		require.NoError(t, reg.Err(m.Name()), m.Name())
+		require.NoError(t, reg.Snapshot().Err(m.Name()), m.Name())
 		client, err := reg.Get(m.Name())
 		require.NoError(t, err, m.Name())
 		assert.Equal(t, "v1.37.2", client.ServerVersion().GitVersion, m.Name())
@@ -329,15 +329,15 @@ func secretSourceOnRealHub(t *testing.T, f secretFormat, hub *localcluster.Clust
 	create(newSecret(fleetNS, "broken", true, f.badData("broken")))
 	require.Eventually(t, func() bool { return hasClusterErr(reg, "broken") }, 10*time.Second, 5*time.Millisecond,
 		"the broken Secret's error reaches the Registry")
-	checkSecretErr(t, reg.Err("broken"), "broken", fleetNS+"/"+f.secretName("broken"), f.badField)
+	checkSecretErr(t, reg.Snapshot().Err("broken"), "broken", fleetNS+"/"+f.secretName("broken"), f.badField)
 	_, err = reg.Get("broken")
 	assert.Error(t, err, "a cluster with no usable Secret has no client")
-	assert.Equal(t, []string{"broken", c2.Name(), c3.Name()}, reg.Names())
+	assert.Equal(t, []string{"broken", c2.Name(), c3.Name()}, reg.Snapshot().Names())
 	for _, c := range []struct {
 		name   string
 		client *clusterregistry.Client
 	}{{c2.Name(), new2}, {c3.Name(), old3}} {
-		assert.NoError(t, reg.Err(c.name))
+		assert.NoError(t, reg.Snapshot().Err(c.name))
 		got, err := reg.Get(c.name)
 		require.NoError(t, err)
 		assert.Same(t, c.client, got, "%s keeps its client", c.name)
@@ -348,7 +348,7 @@ func secretSourceOnRealHub(t *testing.T, f secretFormat, hub *localcluster.Clust
 	good3 := f.data(c3.Name(), c3, c3.Token())
 	update(c3.Name(), func(sec *corev1.Secret) { sec.Data = f.badData(c3.Name()) })
 	require.Eventually(t, func() bool { return hasClusterErr(reg, c3.Name()) }, 10*time.Second, 5*time.Millisecond)
-	checkSecretErr(t, reg.Err(c3.Name()), c3.Name(), fleetNS+"/"+f.secretName(c3.Name()), f.badField)
+	checkSecretErr(t, reg.Snapshot().Err(c3.Name()), c3.Name(), fleetNS+"/"+f.secretName(c3.Name()), f.badField)
 	served, err := reg.Get(c3.Name())
 	require.NoError(t, err, "the last good client stays in service")
 	assert.Same(t, old3, served)
@@ -357,7 +357,7 @@ func secretSourceOnRealHub(t *testing.T, f secretFormat, hub *localcluster.Clust
 	update(c3.Name(), func(sec *corev1.Secret) { sec.Data = good3 })
 	require.Eventually(t, func() bool {
 		c, err := reg.Get(c3.Name())
-		return err == nil && c != old3 && reg.Err(c3.Name()) == nil
+		return err == nil && c != old3 && reg.Snapshot().Err(c3.Name()) == nil
 	}, 10*time.Second, 5*time.Millisecond, "the mended Secret gives a new client and clears the error")
 	require.Eventually(t, func() bool { return builder.releases(old3) == 1 }, 10*time.Second, 5*time.Millisecond)
 	new3, err := reg.Get(c3.Name())
@@ -371,13 +371,13 @@ func secretSourceOnRealHub(t *testing.T, f secretFormat, hub *localcluster.Clust
 	create(newSecret(otherNS, "elsewhere-too", true, f.data("elsewhere-too", c3, c3.Token())))
 	create(newSecret(fleetNS, "unlabelled-too", false, f.data("unlabelled-too", c3, c3.Token())))
 	update("broken", func(sec *corev1.Secret) { delete(sec.Labels, f.label[0]) })
-	require.Eventually(t, func() bool { return slices.Equal(reg.Names(), both) }, 10*time.Second, 5*time.Millisecond,
-		"clusters of the Registry: %v", reg.Names())
+	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), both) }, 10*time.Second, 5*time.Millisecond,
+		"clusters of the Registry: %v", reg.Snapshot().Names())
 
 	// A deleted Secret removes its cluster and releases its client.
 	require.NoError(t, secrets(fleetNS).Delete(t.Context(), f.secretName(c3.Name()), metav1.DeleteOptions{}))
-	require.Eventually(t, func() bool { return slices.Equal(reg.Names(), []string{c2.Name()}) }, 10*time.Second, 5*time.Millisecond,
-		"clusters of the Registry: %v", reg.Names())
+	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), []string{c2.Name()}) }, 10*time.Second, 5*time.Millisecond,
+		"clusters of the Registry: %v", reg.Snapshot().Names())
 	_, err = reg.Get(c3.Name())
 	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
 	require.Eventually(t, func() bool { return builder.releases(new3) == 1 }, 10*time.Second, 5*time.Millisecond)
@@ -388,7 +388,7 @@ func secretSourceOnRealHub(t *testing.T, f secretFormat, hub *localcluster.Clust
 	// released, and no goroutine of the Syncer or the informer remains.
 	require.NoError(t, stop())
 	assert.Zero(t, watcher.running.Load(), "Watch has returned")
-	assert.Empty(t, reg.Names(), "after Run returns the Registry is empty")
+	assert.Empty(t, reg.Snapshot().Names(), "after Run returns the Registry is empty")
 	assert.Equal(t, 1, builder.releases(new2), "the last client is released once")
 	require.Eventually(t, func() bool { return hubWatches() == 0 }, 30*time.Second, 50*time.Millisecond,
 		"the hub stops serving the watch")

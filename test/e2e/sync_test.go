@@ -65,10 +65,10 @@ func TestSyncFiveClustersFromKubeconfig(t *testing.T) {
 	for _, c := range env.Clusters() {
 		names = append(names, c.Name())
 	}
-	assert.Equal(t, names, reg.Names())
+	assert.Equal(t, names, reg.Snapshot().Names())
 
 	for _, name := range names {
-		require.NoError(t, reg.Err(name), name)
+		require.NoError(t, reg.Snapshot().Err(name), name)
 		client, err := reg.Get(name)
 		require.NoError(t, err, name)
 		assert.Equal(t, "v1.37.2", client.ServerVersion().GitVersion, name)

@@ -263,7 +263,7 @@ func TestExecFromARowNeverRuns(t *testing.T) {
 			_, err = reg.Get("x")
 			if !allow {
 				require.Error(t, err)
-				trusttest.RequireRefused(t, reg.Err("x"), "row 1", "kubeconfig.users[u].exec")
+				trusttest.RequireRefused(t, reg.Snapshot().Err("x"), "row 1", "kubeconfig.users[u].exec")
 				assert.False(t, trusttest.Exists(t, marker), "the command ran")
 				assert.Zero(t, srv.Authorized())
 				return
@@ -357,14 +357,14 @@ func TestSyncerFollowsRows(t *testing.T) {
 	assert.Equal(t, []string{"prod"}, sync().Failed)
 	assert.Equal(t, "https://prod-2.example", hostOf("prod"))
 	var fe *clusterregistry.FieldError
-	require.ErrorAs(t, reg.Err("prod"), &fe)
+	require.ErrorAs(t, reg.Snapshot().Err("prod"), &fe)
 	assert.Equal(t, "row 1", fe.Location)
 
 	// Disabled: gone.
 	_, err = db.Exec(`UPDATE clusters SET enabled = 0 WHERE name = 'prod'`)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"prod"}, sync().Removed)
-	assert.Empty(t, reg.Names())
+	assert.Empty(t, reg.Snapshot().Names())
 
 	// The table is gone: the state is kept and the error reported.
 	insert(t, db, "stage", kubeconfig("https://stage.example"), false, true, nil)
@@ -373,7 +373,7 @@ func TestSyncerFollowsRows(t *testing.T) {
 	require.NoError(t, err)
 	_, err = syncer.Sync(ctx)
 	require.Error(t, err)
-	assert.Equal(t, []string{"stage"}, reg.Names())
+	assert.Equal(t, []string{"stage"}, reg.Snapshot().Names())
 	assert.Error(t, reg.Snapshot().SourceErr())
 }
 

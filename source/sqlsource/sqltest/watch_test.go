@@ -239,7 +239,7 @@ func TestSyncerFollowsTheChangeQuery(t *testing.T) {
 	})
 	require.NoError(t, syncer.WaitForFirstSync(ctx))
 	reg := syncer.Registry()
-	require.Equal(t, []string{"prod"}, reg.Names())
+	require.Equal(t, []string{"prod"}, reg.Snapshot().Names())
 	require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond, "the watch has started")
 
 	insert(t, db, "stage", kubeconfig("https://stage.example"), false, true, nil)
@@ -262,6 +262,6 @@ func TestSyncerFollowsTheChangeQuery(t *testing.T) {
 	pollAndWait(t, clk)
 	require.Eventually(t, func() bool { return reg.Snapshot().SourceErr() != nil }, 5*time.Second, time.Millisecond)
 	assert.ErrorContains(t, reg.Snapshot().SourceErr(), "no such table")
-	assert.Equal(t, []string{"prod", "stage"}, reg.Names())
+	assert.Equal(t, []string{"prod", "stage"}, reg.Snapshot().Names())
 	assert.True(t, strings.Contains(strings.Join(l.Lines(), "\n"), "change query: "))
 }
