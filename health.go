@@ -76,7 +76,7 @@ func (f ProberFunc[T]) Probe(ctx context.Context, client T) error { return f(ctx
 var ReadyzProber Prober[*Client] = ProberFunc[*Client](probeReadyz)
 
 func probeReadyz(ctx context.Context, c *Client) error {
-	rc := c.parts().discovery.RESTClient()
+	rc := c.Discovery().RESTClient()
 	err := rc.Get().AbsPath("/readyz").Do(ctx).Error()
 	if apierrors.IsNotFound(err) {
 		err = rc.Get().AbsPath("/version").Do(ctx).Error()
