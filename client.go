@@ -113,7 +113,7 @@ func (c *Client) discoveryClient() (*discovery.DiscoveryClient, error) {
 // and rate limits Build checked with the same functions, and over an
 // *http.Client that always exists: they do not fail. Should one ever fail,
 // the caller gets clients whose requests fail instead of a panic.
-func part[T any](mu *sync.Mutex, p *atomic.Pointer[T], make func() (*T, error)) (*T, error) {
+func part[T any](mu *sync.Mutex, p *atomic.Pointer[T], newPart func() (*T, error)) (*T, error) {
 	if v := p.Load(); v != nil {
 		return v, nil
 	}
@@ -124,7 +124,7 @@ func part[T any](mu *sync.Mutex, p *atomic.Pointer[T], make func() (*T, error)) 
 	if v := p.Load(); v != nil {
 		return v, nil
 	}
-	v, err := make()
+	v, err := newPart()
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,11 @@ func newClient(name string, cfg *rest.Config) *Client {
 func checkVersion(ctx context.Context, cfg *rest.Config) (*version.Info, error) {
 	tcfg := restconfig.Copy(cfg)
 	tcfg.NextProtos = []string{"http/1.1"}
-	tcfg.WrapTransport = transport.Wrappers(disableKeepAlives, tcfg.WrapTransport)
+	if tcfg.Transport == nil {
+		// client-go makes the *http.Transport; a caller's own is not ours
+		// to change.
+		tcfg.WrapTransport = transport.Wrappers(disableKeepAlives, tcfg.WrapTransport)
+	}
 	hc, err := newHTTPClient(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
