@@ -36,10 +36,12 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do echo "vet + staticcheck: $$m"; (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
-## bench: the benchmarks against baselines A, B and L, then the table of ratios README shows
+## bench: the benchmarks against baselines A, B and L (and client-go for the cold start), then the table of ratios README shows
 bench:
 	$(GO) test -run='^$$' -bench='Lookup|Snapshot|WriteLockHold|SyncNoChange|SyncOneChange' -benchmem -count=$(or $(COUNT),6) . | tee bench.out
 	$(GO) test -run='^$$' -bench='SyncBlackHole|IdleClusterMemory' -benchmem -benchtime=1x -count=$(or $(SLOW_COUNT),2) . | tee -a bench.out
+	# A process of its own, so that its RSS starts from the cold start's alone.
+	$(GO) test -run='^$$' -bench='ColdStart' -benchtime=1x -count=$(or $(SLOW_COUNT),2) -timeout=30m . | tee -a bench.out
 	$(GO) run ./internal/benchtable < bench.out
 
 # A count of inputs rather than a duration: when a duration runs out while the

@@ -4,14 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 
@@ -23,27 +31,26 @@ import (
 // connection pool per cluster), with the server version seen when it was
 // built. ClientBuilder builds it.
 //
-// Everything heavy is made on first use: the *http.Client (its transport,
-// TLS configuration and connection pool), the typed clientset and the
-// dynamic client. An idle cluster holds little more than its config and
-// version. A Client is safe for concurrent use.
+// Everything heavy is made on first use: the transport (its TLS
+// configuration and connection pool, made when the first request goes out),
+// the typed clientset, the dynamic and the discovery client. An idle cluster
+// holds little more than its config and version. Nothing of it panics: when
+// client-go cannot make the transport (a token, CA, certificate or key file
+// missing for a moment), requests fail with an error that names the cluster
+// and the field, and the next request tries again. A Client is safe for
+// concurrent use.
 type Client struct {
 	name    string
 	config  *rest.Config
 	version version.Info
 
-	parts      func() *clientParts // made on first use
-	kubernetes func() *kubernetes.Clientset
-	dynamic    func() *dynamic.DynamicClient
+	transport  *lazyTransport
+	httpClient *http.Client // its Transport is transport
 
-	mu   sync.Mutex   // protects made
-	made *clientParts // nil until parts has run; read by Release
-}
-
-// clientParts are the parts every request needs.
-type clientParts struct {
-	httpClient *http.Client
-	discovery  *discovery.DiscoveryClient
+	mu        sync.Mutex // serializes making the clients below; readers load them without it
+	kube      atomic.Pointer[kubernetes.Clientset]
+	dynamic   atomic.Pointer[dynamic.DynamicClient]
+	discovery atomic.Pointer[discovery.DiscoveryClient]
 }
 
 // Name returns the name of the cluster the client was built for.
@@ -52,29 +59,107 @@ func (c *Client) Name() string { return c.name }
 // Config returns a copy of the config the client was built from.
 func (c *Client) Config() *rest.Config { return restconfig.Copy(c.config) }
 
-// HTTPClient returns the *http.Client that all of the bundle's clients share,
-// making it on first use. It carries the cluster's authentication.
-func (c *Client) HTTPClient() *http.Client { return c.parts().httpClient }
+// HTTPClient returns the *http.Client that all of the bundle's clients share.
+// It carries the cluster's authentication; its transport is made when its
+// first request goes out.
+func (c *Client) HTTPClient() *http.Client { return c.httpClient }
 
 // ServerVersion returns the version the API server reported when the client
-// was built.
+// was built; the zero Info when ClientBuilder.SkipVersionCheck skipped it.
 func (c *Client) ServerVersion() version.Info { return c.version }
 
 // Kubernetes returns the typed clientset, making it on first use.
-func (c *Client) Kubernetes() kubernetes.Interface { return c.kubernetes() }
+func (c *Client) Kubernetes() kubernetes.Interface {
+	cs, err := part(&c.mu, &c.kube, func() (*kubernetes.Clientset, error) {
+		return kubernetes.NewForConfigAndClient(c.config, c.httpClient)
+	})
+	if err != nil {
+		return kubernetes.New(c.failing(err))
+	}
+	return cs
+}
 
 // Dynamic returns the dynamic client, making it on first use.
-func (c *Client) Dynamic() dynamic.Interface { return c.dynamic() }
+func (c *Client) Dynamic() dynamic.Interface {
+	dyn, err := part(&c.mu, &c.dynamic, func() (*dynamic.DynamicClient, error) {
+		return dynamic.NewForConfigAndClient(c.config, c.httpClient)
+	})
+	if err != nil {
+		return dynamic.New(c.failing(err))
+	}
+	return dyn
+}
 
-// Discovery returns the discovery client. It does not cache: wrap it in
-// k8s.io/client-go/discovery/cached/memory for that.
-func (c *Client) Discovery() discovery.DiscoveryInterface { return c.parts().discovery }
+// Discovery returns the discovery client, making it on first use. It does
+// not cache: wrap it in k8s.io/client-go/discovery/cached/memory for that.
+func (c *Client) Discovery() discovery.DiscoveryInterface {
+	dc, err := c.discoveryClient()
+	if err != nil {
+		return discovery.NewDiscoveryClient(c.failing(err))
+	}
+	return dc
+}
+
+func (c *Client) discoveryClient() (*discovery.DiscoveryClient, error) {
+	return part(&c.mu, &c.discovery, func() (*discovery.DiscoveryClient, error) {
+		return discovery.NewDiscoveryClientForConfigAndClient(c.config, c.httpClient)
+	})
+}
+
+// part returns what p holds, making it first under mu. What cannot be made is
+// not kept, so the next call tries again.
+//
+// The clients are made from the client's own copy of its config, whose host
+// and rate limits Build checked with the same functions, and over an
+// *http.Client that always exists: they do not fail. Should one ever fail,
+// the caller gets clients whose requests fail instead of a panic.
+func part[T any](mu *sync.Mutex, p *atomic.Pointer[T], newPart func() (*T, error)) (*T, error) {
+	if v := p.Load(); v != nil {
+		return v, nil
+	}
+	// Held while client-go makes the client (no I/O), so that callers who
+	// race to the first use share one.
+	mu.Lock()
+	defer mu.Unlock()
+	if v := p.Load(); v != nil {
+		return v, nil
+	}
+	v, err := newPart()
+	if err != nil {
+		return nil, err
+	}
+	p.Store(v)
+	return v, nil
+}
+
+// failing returns a REST client whose every request fails with err.
+func (c *Client) failing(err error) *rest.RESTClient {
+	err = fmt.Errorf("cluster %q: %w", c.name, err)
+	content := rest.ClientContentConfig{
+		ContentType: "application/json",
+		Negotiator:  runtime.NewClientNegotiator(scheme.Codecs.WithoutConversion(), schema.GroupVersion{}),
+	}
+	// NewRESTClient has no error to return; the host is never dialled.
+	rc, _ := rest.NewRESTClient(&url.URL{Scheme: "https", Host: "unusable.invalid"}, "", content, nil,
+		&http.Client{Transport: failingTransport{err}})
+	return rc
+}
+
+type failingTransport struct{ err error }
+
+func (t failingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	return nil, t.err
+}
 
 // ClientBuilder builds the ready bundle *Client. Its zero value is ready to
 // use. Building checks the config and asks the API server for its version
 // (GET /version) under the build deadline, so an unreachable or black-holed
-// cluster fails its build and keeps its last good client; the connection of
-// that check is closed, and the client's own transport is made on first use.
+// cluster fails its build and keeps its last good client. The check's
+// connection is closed when the check ends and leaves nothing behind; the
+// client's own transport is made on first use.
 type ClientBuilder struct {
 	// UserAgent, when set, is used for configs that name none.
 	UserAgent string
@@ -83,6 +168,14 @@ type ClientBuilder struct {
 	// service that serves many users.
 	QPS   float32
 	Burst int
+	// SkipVersionCheck builds without asking the API server anything: a
+	// build costs no connection and no TLS handshake, so a cold start of
+	// thousands of clusters takes milliseconds instead of seconds. The price:
+	// an unreachable cluster, or one that refuses the credentials, is
+	// published and fails at its first request (and at its first probe, with
+	// WithHealthCheck) instead of failing its build and keeping its last good
+	// client; and ServerVersion returns the zero Info.
+	SkipVersionCheck bool
 }
 
 var _ Builder[*Client] = ClientBuilder{}
@@ -96,56 +189,77 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 	if cfg.QPS == 0 && cfg.RateLimiter == nil && b.QPS != 0 {
 		cfg.QPS, cfg.Burst = b.QPS, b.Burst
 	}
-	// kubernetes.NewForConfigAndClient refuses this combination; check it now
-	// so that the clientset made on first use cannot fail.
+	// The clientsets made on first use refuse these; check them now, so that
+	// making them cannot fail.
 	if cfg.RateLimiter == nil && cfg.QPS > 0 && cfg.Burst <= 0 {
 		return nil, &FieldError{Field: "config.burst", Err: errors.New("must be positive when qps is set")}
 	}
+	if _, _, err := rest.DefaultServerUrlFor(cfg); err != nil {
+		return nil, &FieldError{Field: "config.host", Err: err}
+	}
 
-	check, err := newParts(cfg)
+	client := newClient(c.Name, cfg)
+	if b.SkipVersionCheck {
+		return client, nil
+	}
+	v, err := checkVersion(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	v, err := check.discovery.ServerVersionWithContext(ctx)
-	// The check's transport is this call's alone: close its connections.
-	utilnet.CloseIdleConnectionsFor(check.httpClient.Transport)
-	if err != nil {
-		return nil, fmt.Errorf("server version: %w", err)
-	}
-
-	client := &Client{name: c.Name, config: cfg, version: *v}
-	client.parts = sync.OnceValue(func() *clientParts {
-		p, err := newParts(cfg)
-		if err != nil {
-			// Unreachable: the same config built the check's parts.
-			panic(fmt.Sprintf("clusterregistry: transport for cluster %q: %v", c.Name, err))
-		}
-		client.mu.Lock()
-		client.made = p
-		client.mu.Unlock()
-		return p
-	})
-	client.kubernetes = sync.OnceValue(func() *kubernetes.Clientset {
-		cs, err := kubernetes.NewForConfigAndClient(cfg, client.parts().httpClient)
-		if err != nil {
-			// Unreachable: the same config and client built the discovery
-			// client, and the rate-limit settings were checked above.
-			panic(fmt.Sprintf("clusterregistry: typed clientset for cluster %q: %v", c.Name, err))
-		}
-		return cs
-	})
-	client.dynamic = sync.OnceValue(func() *dynamic.DynamicClient {
-		dyn, err := dynamic.NewForConfigAndClient(cfg, client.parts().httpClient)
-		if err != nil {
-			panic(fmt.Sprintf("clusterregistry: dynamic client for cluster %q: %v", c.Name, err))
-		}
-		return dyn
-	})
+	client.version = *v
 	return client, nil
 }
 
-// newParts makes a transport of the client's own and a discovery client on it.
-func newParts(cfg *rest.Config) (*clientParts, error) {
+func newClient(name string, cfg *rest.Config) *Client {
+	t := &lazyTransport{name: name, config: cfg}
+	// client-go's rest.HTTPClientFor puts the config's timeout on the
+	// *http.Client rather than in its transport.
+	return &Client{name: name, config: cfg, transport: t, httpClient: &http.Client{Transport: t, Timeout: cfg.Timeout}}
+}
+
+// checkVersion asks the API server for its version over a transport of its
+// own, which speaks HTTP/1.1 and keeps no connection alive: the connection
+// closes with the response and nothing refers to it. Over HTTP/2, client-go's
+// health-check timer keeps a closed connection and its buffers (about 27 KB)
+// reachable for 30s; over HTTP/1.1 with keep-alive, the idle timer keeps it
+// for 90s even after CloseIdleConnections.
+func checkVersion(ctx context.Context, cfg *rest.Config) (*version.Info, error) {
+	tcfg := restconfig.Copy(cfg)
+	tcfg.NextProtos = []string{"http/1.1"}
+	if tcfg.Transport == nil {
+		// client-go makes the *http.Transport; a caller's own is not ours
+		// to change.
+		tcfg.WrapTransport = transport.Wrappers(disableKeepAlives, tcfg.WrapTransport)
+	}
+	hc, err := newHTTPClient(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	// Should a wrapper of the caller's have hidden the *http.Transport.
+	defer utilnet.CloseIdleConnectionsFor(hc.Transport)
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, fmt.Errorf("discovery client: %w", err)
+	}
+	v, err := dc.ServerVersionWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server version: %w", err)
+	}
+	return v, nil
+}
+
+// disableKeepAlives is a client-go transport wrapper for a transport that
+// nobody has used yet, so setting the field races with nothing.
+func disableKeepAlives(rt http.RoundTripper) http.RoundTripper {
+	if t, ok := rt.(*http.Transport); ok {
+		t.DisableKeepAlives = true
+	}
+	return rt
+}
+
+// newHTTPClient makes a transport of the client's own. The error names the
+// field that client-go could not use.
+func newHTTPClient(cfg *rest.Config) (*http.Client, error) {
 	// One transport per client rather than client-go's shared cache, which
 	// hands one transport to every config with the same TLS settings: the
 	// same cluster after a token rotation, or clusters without a CA of their
@@ -155,24 +269,137 @@ func newParts(cfg *rest.Config) (*clientParts, error) {
 	if tcfg.Proxy == nil {
 		tcfg.Proxy = http.ProxyFromEnvironment
 	}
-	httpClient, err := rest.HTTPClientFor(tcfg)
+	hc, err := rest.HTTPClientFor(tcfg)
 	if err != nil {
-		return nil, fmt.Errorf("transport: %w", err)
+		return nil, &FieldError{Field: transportField(cfg, err), Err: err}
 	}
-	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
-	if err != nil {
-		return nil, fmt.Errorf("discovery client: %w", err)
-	}
-	return &clientParts{httpClient: httpClient, discovery: dc}, nil
+	return hc, nil
 }
 
-// Release closes the client's idle connections, which belong to it alone.
-// Requests still in flight finish on their own.
-func (ClientBuilder) Release(c *Client) {
-	c.mu.Lock()
-	p := c.made
-	c.mu.Unlock()
-	if p != nil {
-		utilnet.CloseIdleConnectionsFor(p.httpClient.Transport)
+// transportField guesses which field of cfg client-go failed on: the file
+// its error names, or the inline data it could not parse.
+func transportField(cfg *rest.Config, err error) string {
+	msg := err.Error()
+	for _, f := range []struct{ field, path string }{
+		{"config.bearerTokenFile", cfg.BearerTokenFile},
+		{"config.caFile", cfg.CAFile},
+		{"config.certFile", cfg.CertFile},
+		{"config.keyFile", cfg.KeyFile},
+	} {
+		if f.path != "" && strings.Contains(msg, f.path) {
+			return f.field
+		}
 	}
+	if len(cfg.CAData) > 0 && strings.Contains(msg, "root certificates") {
+		return "config.caData"
+	}
+	return "config"
+}
+
+// Release stops the client's connections, which belong to it alone: the idle
+// ones at once, and each busy one as soon as its last request ends (its
+// response body is closed). A request made after Release still works, on a
+// connection that closes when it ends.
+func (ClientBuilder) Release(c *Client) { c.transport.release() }
+
+// lazyTransport is a Client's http.RoundTripper. It makes client-go's
+// transport for the first request, and again for the next request after
+// client-go could not. It counts the requests in flight, so that once the
+// client is released the last one to end closes the connections.
+type lazyTransport struct {
+	name   string
+	config *rest.Config
+
+	mu     sync.Mutex                  // serializes making client; readers load it without it
+	client atomic.Pointer[http.Client] // client-go's, nil until made
+
+	inFlight atomic.Int64 // requests sent and not yet ended
+	released atomic.Bool
+}
+
+// get returns client-go's transport, making it if need be.
+func (t *lazyTransport) get() (http.RoundTripper, error) {
+	if hc := t.client.Load(); hc != nil {
+		return hc.Transport, nil
+	}
+	// Held while client-go makes the transport, which reads local files at
+	// most (token, CA, certificate, key) and dials nothing: callers who race
+	// to the first request share one transport and its connections.
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if hc := t.client.Load(); hc != nil {
+		return hc.Transport, nil
+	}
+	hc, err := newHTTPClient(t.config)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: transport: %w", t.name, err)
+	}
+	t.client.Store(hc)
+	return hc.Transport, nil
+}
+
+// RoundTrip sends req on client-go's transport. A request ends when its
+// response body is closed, or when it fails.
+func (t *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt, err := t.get()
+	if err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, err
+	}
+	t.inFlight.Add(1)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.ended()
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection is the caller's now, out of the pool: keep the
+		// body's io.Writer and count the request as ended.
+		t.ended()
+		return resp, nil
+	}
+	resp.Body = &endingBody{ReadCloser: resp.Body, t: t}
+	return resp, nil
+}
+
+// ended counts a request out. Release and the last request to end both
+// check the other's mark after setting their own, so one of them closes.
+func (t *lazyTransport) ended() {
+	if t.inFlight.Add(-1) == 0 && t.released.Load() {
+		t.closeIdle()
+	}
+}
+
+func (t *lazyTransport) release() {
+	t.released.Store(true)
+	if t.inFlight.Load() == 0 {
+		t.closeIdle()
+	}
+}
+
+func (t *lazyTransport) closeIdle() {
+	if hc := t.client.Load(); hc != nil {
+		utilnet.CloseIdleConnectionsFor(hc.Transport)
+	}
+}
+
+// CloseIdleConnections closes client-go's transport's idle connections, for
+// callers that close them through the *http.Client.
+func (t *lazyTransport) CloseIdleConnections() { t.closeIdle() }
+
+// endingBody is a response body that ends its request once, when closed.
+// Both HTTP/1.1 and HTTP/2 give the connection back to the pool before Close
+// returns, so closing idle connections right after finds it.
+type endingBody struct {
+	io.ReadCloser
+	t    *lazyTransport
+	once sync.Once
+}
+
+func (b *endingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.t.ended)
+	return err
 }

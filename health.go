@@ -89,7 +89,7 @@ type Prober[T any] interface {
 func (ClientBuilder) Probe(ctx context.Context, c *Client) error { return probeReadyz(ctx, c) }
 
 func probeReadyz(ctx context.Context, c *Client) error {
-	rc := c.parts().discovery.RESTClient()
+	rc := c.Discovery().RESTClient()
 	err := rc.Get().AbsPath("/readyz").Do(ctx).Error()
 	if apierrors.IsNotFound(err) {
 		err = rc.Get().AbsPath("/version").Do(ctx).Error()

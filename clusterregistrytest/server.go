@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -48,6 +49,7 @@ type Server struct {
 	caData []byte
 
 	requests atomic.Int64
+	conns    atomic.Int64 // client connections open now
 
 	mu         sync.Mutex // protects the fields below
 	token      string
@@ -76,6 +78,14 @@ func NewServer(t testing.TB) *Server {
 
 	s.srv = httptest.NewUnstartedServer(s.routes())
 	s.srv.EnableHTTP2 = true // as real API servers, and client-go, prefer
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			s.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			s.conns.Add(-1)
+		}
+	}
 	s.srv.StartTLS()
 	s.caData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 	t.Cleanup(s.Close)
@@ -218,6 +228,11 @@ func (s *Server) Heal() {
 
 // Requests returns how many requests the server has received.
 func (s *Server) Requests() int64 { return s.requests.Load() }
+
+// Connections returns how many client connections are open now, as the
+// server sees them: a connection the client closes leaves the count a moment
+// later, when the server notices.
+func (s *Server) Connections() int64 { return s.conns.Load() }
 
 // Close answers the requests that BlackHole and SetDelay hold, closes every
 // connection and stops the server. NewServer's cleanup calls it; calls after

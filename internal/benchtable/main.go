@@ -130,6 +130,9 @@ func main() {
 				"%.1f / %.1f KB = %.2f", lazy/1024, eager/1024, lazy/eager)
 		}
 	}
+	for _, n := range []int{1000, 10000} {
+		rows = append(rows, coldStartRows(res, n)...)
+	}
 
 	w := [3]int{len("measure"), len("result"), len("target")}
 	for _, r := range rows {
@@ -140,4 +143,45 @@ func main() {
 	for _, r := range rows {
 		fmt.Printf("| %-*s | %-*s | %-*s | %s |\n", w[0], r.what, w[1], r.got, w[2], r.target, r.verdict)
 	}
+}
+
+// coldStartRows compares one Sync from empty of n clusters (BenchmarkColdStart)
+// with the client-go baseline, and with SkipVersionCheck.
+func coldStartRows(res results, n int) []row {
+	get := func(impl, unit string) float64 {
+		v, _ := res.get(fmt.Sprintf("ColdStart/impl=%s/clusters=%d", impl, n), unit)
+		return v
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	ours, base := get("ours", "seconds"), get("client-go", "seconds")
+	if ours == 0 || base == 0 {
+		return nil
+	}
+	rows := []row{{
+		fmt.Sprintf("cold start, %d clusters: ours / client-go", n),
+		fmt.Sprintf("%.1fs / %.1fs (%.0f / %.0f clusters/s), %.0f / %.0f requests", ours, base,
+			get("ours", "clusters/s"), get("client-go", "clusters/s"), get("ours", "requests"), get("client-go", "requests")),
+		"≤ 1.1x", verdict(ours/base <= 1.1),
+	}}
+	kb, baseKB := get("ours", "heap-after-GC-KB/cluster"), get("client-go", "heap-after-GC-KB/cluster")
+	rows = append(rows, row{
+		fmt.Sprintf("cold start, %d clusters: heap after GC, ours / client-go", n),
+		fmt.Sprintf("%.1f / %.1f KB a cluster (peak heap %.0f / %.0f MB, RSS +%.0f / +%.0f MB)", kb, baseKB,
+			get("ours", "peak-heap-MB"), get("client-go", "peak-heap-MB"), get("ours", "peak-RSS-MB"), get("client-go", "peak-RSS-MB")),
+		"≤ 0.5x", verdict(kb/baseKB <= 0.5),
+	})
+	if skip := get("ours-skipversion", "seconds"); skip > 0 {
+		rows = append(rows, row{
+			fmt.Sprintf("cold start, %d clusters: SkipVersionCheck / ours", n),
+			fmt.Sprintf("%.2fs / %.1fs = %.0fx faster (%.0f clusters/s, %.0f requests, peak heap %.0f MB)", skip, ours, ours/skip,
+				get("ours-skipversion", "clusters/s"), get("ours-skipversion", "requests"), get("ours-skipversion", "peak-heap-MB")),
+			"≥ 10x", verdict(ours/skip >= 10),
+		})
+	}
+	return rows
 }
