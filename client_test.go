@@ -356,7 +356,7 @@ func TestClientSurvivesAMissingTokenFile(t *testing.T) {
 		errs = append(errs, err)
 		_, err = c.Dynamic().Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).List(ctx, metav1.ListOptions{})
 		errs = append(errs, err)
-		errs = append(errs, clusterregistry.ReadyzProber.Probe(ctx, c))
+		errs = append(errs, clusterregistry.ClientBuilder{}.Probe(ctx, c))
 	})
 	require.Len(t, errs, 4)
 	for _, err := range errs {
@@ -373,7 +373,7 @@ func TestClientSurvivesAMissingTokenFile(t *testing.T) {
 		assert.NoError(t, err, "a clientset handed out while the file was missing")
 		_, err = c.Kubernetes().CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 		assert.NoError(t, err)
-		assert.NoError(t, clusterregistry.ReadyzProber.Probe(ctx, c))
+		assert.NoError(t, clusterregistry.ClientBuilder{}.Probe(ctx, c))
 	})
 }
 

@@ -112,13 +112,13 @@ func coldSync(b *testing.B, srv *clusterregistrytest.Server, n int, builder clus
 }
 
 // coldClientGo is the baseline: a check of each cluster with client-go alone,
-// DefaultConcurrency at once, keeping the versions.
+// coldConcurrency (the Syncer's default concurrency) at once, keeping the versions.
 func coldClientGo(b *testing.B, srv *clusterregistrytest.Server, n int) func() {
 	versions := make([]string, n)
 	next := make(chan int)
 	var wg sync.WaitGroup
 	// Workers that end when next is closed, below.
-	for range clusterregistry.DefaultConcurrency {
+	for range coldConcurrency {
 		wg.Go(func() {
 			for i := range next {
 				cfg := srv.Config()
@@ -198,3 +198,7 @@ func residentBytes() float64 {
 	}
 	return pages * float64(os.Getpagesize())
 }
+
+// coldConcurrency is the Syncer's default build concurrency, which the
+// baseline uses too.
+const coldConcurrency = 8

@@ -38,7 +38,7 @@ const (
 
 // An Event is one change of one cluster.
 type Event struct {
-	Type    EventType
+	Type EventType
 	Name string // the cluster's name; empty for EventResync
 	// Generation is the Registry's generation that the event belongs to.
 	Generation uint64
