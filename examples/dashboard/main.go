@@ -59,7 +59,7 @@ func run(ctx context.Context, addr, path string) error {
 	syncer, err := clusterregistry.NewSyncer(source,
 		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-dashboard", QPS: 50, Burst: 100},
 		clusterregistry.WithObserver(m),
-		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{}))
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{}))
 	if err != nil {
 		return err
 	}

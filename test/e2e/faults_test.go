@@ -76,7 +76,7 @@ func TestBlackHoledClusterDelaysNobody(t *testing.T) {
 	assert.Same(t, lastGood, served)
 	var cerr *clusterregistry.ClusterError
 	require.True(t, errors.As(reg.Snapshot().Err("cluster-3"), &cerr), "error of cluster-3: %v", reg.Snapshot().Err("cluster-3"))
-	assert.Equal(t, "cluster-3", cerr.Cluster)
+	assert.Equal(t, "cluster-3", cerr.Name)
 	assert.Equal(t, 1, cerr.Attempts)
 	assert.Contains(t, cerr.Error(), "timed out")
 	assert.NotContains(t, cerr.Error(), newTokens["cluster-3"], "no credential in an error")
@@ -204,7 +204,7 @@ func TestKilledAPIServerHealth(t *testing.T) {
 	source := clusterregistry.NewMemorySource(describe(c1, c1.Token(), true), describe(c2, c2.Token(), false))
 	s, err := clusterregistry.NewSyncer(source, fast,
 		clusterregistry.WithClock(clk),
-		clusterregistry.WithHealthCheck(clusterregistry.ReadyzProber, clusterregistry.HealthCheck{FailureThreshold: 2}),
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{FailureThreshold: 2}),
 		clusterregistry.WithLogger(testr.New(t)))
 	require.NoError(t, err)
 	defer shutdown(t, s)

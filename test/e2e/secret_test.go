@@ -415,7 +415,7 @@ func checkSecretErr(t *testing.T, err error, cluster, location, field string) {
 	t.Helper()
 	var cerr *clusterregistry.ClusterError
 	require.ErrorAs(t, err, &cerr)
-	assert.Equal(t, cluster, cerr.Cluster)
+	assert.Equal(t, cluster, cerr.Name)
 	assert.Zero(t, cerr.Attempts, "an unusable description is not built")
 	var ferr *clusterregistry.FieldError
 	require.ErrorAs(t, err, &ferr)

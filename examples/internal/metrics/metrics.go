@@ -119,7 +119,7 @@ func (m *Metrics) ProbeDone(_ string, d time.Duration, err error) {
 
 // HealthChanged records a change of health state.
 func (m *Metrics) HealthChanged(_ string, _, to clusterregistry.Health) {
-	m.healthChanges.WithLabelValues(string(to.State)).Inc()
+	m.healthChanges.WithLabelValues(to.State.String()).Inc()
 }
 
 func result(err error) string {
@@ -148,7 +148,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 			counts["unavailable"]++
 		}
 		if ci.Serving {
-			counts["health_"+string(ci.Health.State)]++
+			counts["health_"+ci.Health.State.String()]++
 		}
 	}
 	for state, n := range counts {

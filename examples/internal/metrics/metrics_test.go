@@ -22,15 +22,17 @@ func TestMetricsFromASyncer(t *testing.T) {
 		clusterregistry.Cluster{Name: "ok", Config: &rest.Config{Host: "https://ok"}},
 		clusterregistry.Cluster{Name: "bad", Config: &rest.Config{Host: "https://bad"}},
 	)
-	builder := clusterregistry.BuilderFuncs[string]{BuildFunc: func(_ context.Context, c clusterregistry.Cluster) (string, error) {
-		if c.Name == "bad" {
-			return "", io.ErrUnexpectedEOF
-		}
-		return c.Name, nil
-	}}
+	builder := clusterregistry.BuilderFuncs[string]{
+		BuildFunc: func(_ context.Context, c clusterregistry.Cluster) (string, error) {
+			if c.Name == "bad" {
+				return "", io.ErrUnexpectedEOF
+			}
+			return c.Name, nil
+		},
+		ProbeFunc: func(context.Context, string) error { return nil },
+	}
 	syncer, err := clusterregistry.NewSyncer(src, builder, clusterregistry.WithObserver(m),
-		clusterregistry.WithHealthCheck[string](clusterregistry.ProberFunc[string](func(context.Context, string) error { return nil }),
-			clusterregistry.HealthCheck{}))
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{}))
 	require.NoError(t, err)
 	m.WatchClusters(func() []clusterregistry.ClusterInfo { return slices.Collect(syncer.Registry().Snapshot().Clusters()) })
 	_, err = syncer.Sync(context.Background())
