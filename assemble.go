@@ -238,9 +238,9 @@ func (s *Syncer[T]) failureFor(p *plan[T], now time.Time) *failure {
 		f.err.Since = prev.err.Since
 	}
 	if p.build {
-		f.config = restconfig.Copy(p.desc.Config)
+		f.config, f.listed = restconfig.Copy(p.desc.Config), p.desc.Config
 		f.err.Attempts = 1
-		if prev != nil && prev.built && sameDescription(prev.config, prev.revision, p.desc) {
+		if prev != nil && prev.built && prev.describes(p.desc) {
 			f.err.Attempts = prev.err.Attempts + 1
 		}
 		f.err.NextRetry = now.Add(s.backoff(f.err.Attempts))

@@ -457,28 +457,41 @@ func BenchmarkSyncBlackHole(b *testing.B) {
 // BenchmarkSyncNoChange lists clusters that all match what is running, as a
 // source that parses its store anew each time would: new but equal configs.
 func BenchmarkSyncNoChange(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
-			listing := benchClusters(n, "t0")
-			src := clusterregistry.SourceFunc(func(context.Context) ([]clusterregistry.Cluster, error) {
-				return listing, nil
-			})
-			s, err := clusterregistry.NewSyncer[*benchClient](src, sleepBuilder{}, clusterregistry.WithConcurrency(64))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.Sync(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			listing = benchClusters(n, "t0") // equal, not identical
-			b.ReportAllocs()
-			for b.Loop() {
-				rep, err := s.Sync(context.Background())
-				if err != nil || rep.Builds != 0 || rep.Published {
-					b.Fatal(err, rep)
-				}
-			}
-		})
+	for _, identical := range []bool{false, true} {
+		prefix := ""
+		if identical {
+			prefix = "identical/"
+		}
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%sclusters=%d", prefix, n), func(b *testing.B) { benchSyncNoChange(b, n, identical) })
+		}
+	}
+}
+
+// benchSyncNoChange syncs a listing of n clusters that does not change. The
+// listing holds equal configs, or with identical the very config objects of
+// the previous listing, as MemorySource and the sources' memos give them.
+func benchSyncNoChange(b *testing.B, n int, identical bool) {
+	listing := benchClusters(n, "t0")
+	src := clusterregistry.SourceFunc(func(context.Context) ([]clusterregistry.Cluster, error) {
+		return listing, nil
+	})
+	s, err := clusterregistry.NewSyncer[*benchClient](src, sleepBuilder{}, clusterregistry.WithConcurrency(64))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if !identical {
+		listing = benchClusters(n, "t0") // equal, not identical
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		rep, err := s.Sync(context.Background())
+		if err != nil || rep.Builds != 0 || rep.Published {
+			b.Fatal(err, rep)
+		}
 	}
 }
 

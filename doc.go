@@ -2,6 +2,13 @@
 // that talk to many clusters at once: dashboards, multi-cluster controllers,
 // fleet tools.
 //
+// A user starts with four names: a ClusterSource (a package under source/,
+// or MemorySource), NewSyncer with ClientBuilder (or a Builder of your own),
+// Syncer.Run, and the Registry's Get, Lease and Snapshot. Everything else is
+// an option (With...), a description (Cluster, ClusterInfo, Health, Event) or
+// an error to match (ErrClusterNotFound, ErrNoDefaultCluster, ErrStopped,
+// *ClusterError, *FieldError).
+//
 // Three parts work together:
 //
 //   - A ClusterSource lists the clusters that should exist: kubeconfig
@@ -10,11 +17,12 @@
 //   - A Syncer keeps a Registry in step with the source. It builds clients
 //     for new and changed clusters only, in parallel and each under its own
 //     deadline, with no lock held; it publishes the result with one pointer
-//     assignment under the write lock; and it releases replaced clients once
+//     store under the write lock; and it releases replaced clients once
 //     nobody uses them.
 //   - A Registry answers "give me the client for cluster X" from any number
-//     of goroutines without ever waiting on I/O: Get, Default, Lease for
-//     long-lived uses, and Snapshot for a consistent view of everything.
+//     of goroutines without ever waiting on I/O or on a lock: the state is
+//     immutable, and Get, Default and Snapshot load it atomically. Lease
+//     holds a client for long-lived uses.
 //
 // The client type is yours: a Builder makes it from a Cluster and releases
 // it. ClientBuilder makes the ready bundle *Client (typed, dynamic and
@@ -24,7 +32,8 @@
 // client, with a *ClusterError beside it, and is retried with exponential
 // backoff; a source that cannot be listed leaves the whole last good state in
 // place; one unreachable API server fails only its own build, after its
-// timeout. No credential appears in an error or a log line.
+// timeout. No credential appears in an error or a log line. Every callback
+// of yours (Builder, Prober, Observer) runs with no lock of the library held.
 //
 // A minimal service:
 //

@@ -96,10 +96,9 @@ func (p *plan[T]) decide(now time.Time) {
 		p.err = &FieldError{Field: "config", Err: errors.New("missing")}
 	case c.Config.Host == "":
 		p.err = &FieldError{Field: "config.host", Err: errors.New("must not be empty")}
-	case old != nil && old.h != nil && sameDescription(old.h.config, old.h.revision, c):
+	case old != nil && old.h != nil && old.h.describes(c):
 		// Unchanged: keep the client, whatever failed in between.
-	case old != nil && old.fail != nil && old.fail.built &&
-		sameDescription(old.fail.config, old.fail.revision, c) &&
+	case old != nil && old.fail != nil && old.fail.built && old.fail.describes(c) &&
 		now.Before(old.fail.err.NextRetry):
 		// The same description failed to build; wait for its backoff.
 		p.err = old.fail.err
@@ -308,6 +307,7 @@ func (p *pendingBuild[T]) abandon() (buildResult[T], bool) {
 func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
 	defer cancel()
+	listed := c
 	kept := restconfig.Copy(c.Config)
 	c.Config = restconfig.Copy(c.Config)
 	builtAt := s.opts.clock.Now()
@@ -333,7 +333,7 @@ func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	case r.err != nil:
 		return nil, r.err
 	}
-	return newHandle(r.client, kept, c.Revision, builtAt), nil
+	return newHandle(r.client, listed, kept, builtAt), nil
 }
 
 // awaitBuild waits for a build's result, and for abandonGrace past ctx's

@@ -190,6 +190,7 @@ func (l *Lease[T]) Release() {
 type handle[T any] struct {
 	client     T
 	config     *rest.Config // private copy of the config the client was built from
+	listed     *rest.Config // the source's own config it was copied from; see describes
 	revision   string
 	builtAt    time.Time
 	generation uint64 // the generation that first published the client
@@ -202,8 +203,20 @@ type handle[T any] struct {
 	drainOnce sync.Once
 }
 
-func newHandle[T any](client T, config *rest.Config, revision string, builtAt time.Time) *handle[T] {
-	return &handle[T]{client: client, config: config, revision: revision, builtAt: builtAt}
+func newHandle[T any](client T, c Cluster, config *rest.Config, builtAt time.Time) *handle[T] {
+	return &handle[T]{client: client, config: config, listed: c.Config, revision: c.Revision, builtAt: builtAt}
+}
+
+// describes reports whether c needs no client beside h's. A source never
+// changes what it listed, so the very config object that h was built from
+// needs no comparison: sources that keep unchanged configs (MemorySource,
+// the memos of the kubeconfig, Secret and SQL sources) cost a pointer
+// comparison per cluster.
+func (h *handle[T]) describes(c Cluster) bool {
+	if c.Config != nil && c.Config == h.listed && c.Revision == h.revision {
+		return true
+	}
+	return sameDescription(h.config, h.revision, c)
 }
 
 func (h *handle[T]) unlease() {
@@ -244,8 +257,18 @@ type member[T any] struct {
 type failure struct {
 	err      *ClusterError
 	config   *rest.Config // private copy; nil for an unusable description
+	listed   *rest.Config // the source's own config it was copied from
 	revision string
 	built    bool // a build was tried (rather than the description refused)
+}
+
+// describes reports whether c is the description that failed, as
+// handle.describes does.
+func (f *failure) describes(c Cluster) bool {
+	if c.Config != nil && c.Config == f.listed && c.Revision == f.revision {
+		return true
+	}
+	return sameDescription(f.config, f.revision, c)
 }
 
 // state is everything a reader sees. It is never changed once published.

@@ -122,6 +122,11 @@ func main() {
 		allocs, _ := res.get("SyncNoChange/clusters=10000", "allocs/op")
 		add("sync with no change, 10,000 clusters", "< 10ms", ns < 10e6, "%.1f ms, %.0f allocs", ns/1e6, allocs)
 	}
+	if ns, ok := res.get("SyncNoChange/identical/clusters=10000", "ns/op"); ok {
+		equal, _ := res.get("SyncNoChange/clusters=10000", "ns/op")
+		add("sync with no change, 10,000 clusters, same config objects", "< 10ms", ns < 10e6,
+			"%.1f ms (equal copies: %.1f ms)", ns/1e6, equal/1e6)
+	}
 	for _, n := range []int{1000, 10000} {
 		lazy, ok1 := res.get(fmt.Sprintf("IdleClusterMemory/eager=false/clusters=%d", n), "B/cluster")
 		eager, ok2 := res.get(fmt.Sprintf("IdleClusterMemory/eager=true/clusters=%d", n), "B/cluster")
