@@ -103,5 +103,5 @@ func TestSyncFiveClustersFromKubeconfig(t *testing.T) {
 	cancel()
 	require.NoError(t, <-runErr)
 	_, err = reg.Get("cluster-1")
-	assert.True(t, errors.Is(err, clusterregistry.ErrClusterNotFound), "after Run returns the Registry is empty: %v", err)
+	assert.True(t, errors.Is(err, clusterregistry.ErrStopped), "after Run returns the Registry says so: %v", err)
 }
