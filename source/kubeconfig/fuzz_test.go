@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
+	"github.com/clusterregistry/clusterregistry/source/internal/credcheck"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
@@ -90,9 +90,9 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		secrets, public := leakcheck.Kubeconfig(data)
+		secrets, public := credcheck.Kubeconfig(data)
 		for _, c := range clusters {
-			leakcheck.Cluster(t, c, &trusting, public, secrets...)
+			credcheck.Cluster(t, c, &trusting, public, secrets...)
 		}
 	})
 }
@@ -117,9 +117,9 @@ func FuzzParseUntrusted(f *testing.F) {
 			}
 			return
 		}
-		secrets, public := leakcheck.Kubeconfig(data)
+		secrets, public := credcheck.Kubeconfig(data)
 		for _, c := range clusters {
-			leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public, secrets...)
+			credcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public, secrets...)
 			var fe *clusterregistry.FieldError
 			if c.Err != nil && (!errors.As(c.Err, &fe) || fe.Location != "fuzz" || fe.Field == "") {
 				t.Fatalf("cluster %q: error %v is not a FieldError at the location naming a field", c.Name, c.Err)

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
+	"github.com/clusterregistry/clusterregistry/source/internal/credcheck"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
 )
 
@@ -35,8 +35,8 @@ users: [{name: u, user: {exec: {command: /bin/sh, args: [-c, "touch /tmp/pwned"]
 	}
 	f.Fuzz(func(t *testing.T, name string, kubeconfig []byte) {
 		c := sqlsource.Row(s, name, kubeconfig)
-		secrets, public := leakcheck.Kubeconfig(kubeconfig)
-		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public+"\x00"+name, secrets...)
+		secrets, public := credcheck.Kubeconfig(kubeconfig)
+		credcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public+"\x00"+name, secrets...)
 		var fe *clusterregistry.FieldError
 		if c.Err != nil && (!errors.As(c.Err, &fe) || fe.Location != "row 1" || fe.Field == "") {
 			t.Fatalf("row %q: error %v is not a FieldError at the row naming a field", name, c.Err)

@@ -1,7 +1,7 @@
-// Package leakcheck helps the fuzz tests of the sources check that an error
+// Package credcheck helps the fuzz tests of the sources check that an error
 // quotes no credential, and that every cluster listed is either usable or an
 // error.
-package leakcheck
+package credcheck
 
 import (
 	"encoding/base64"
