@@ -2,6 +2,9 @@ package clusterregistry
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -173,4 +176,27 @@ func (m *MemorySource) update(next func(old []Cluster) []Cluster) {
 	for _, changed := range notify {
 		changed()
 	}
+}
+
+// MaxNameLength is the longest cluster name ValidateName accepts.
+const MaxNameLength = 253
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._:@-]*[A-Za-z0-9])?$`)
+
+// ValidateName checks that name can serve as a cluster name: 1 to 253
+// characters, letters, digits and . _ : @ -, starting and ending with a letter
+// or digit. Such a name is safe in a URL path segment, an HTTP header, a
+// metric label and a log line. The Syncer ignores listed clusters whose name
+// fails it (SyncReport.Invalid). Kubeconfig context names with other
+// characters (EKS's "arn:...:cluster/name", say) need a source's renaming.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("must not be empty")
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("must be at most %d characters, not %d", MaxNameLength, len(name))
+	case !namePattern.MatchString(name):
+		return errors.New("must be letters, digits and . _ : @ -, starting and ending with a letter or digit")
+	}
+	return nil
 }

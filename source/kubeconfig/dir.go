@@ -13,6 +13,7 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // A Dir lists the contexts of every kubeconfig file in one directory, each
@@ -44,7 +45,7 @@ var _ clusterregistry.Watcher = (*Dir)(nil)
 // NewDir returns a Dir that reads the directory dir. It does not touch the
 // directory until List.
 func NewDir(dir string, opts ...Option) (*Dir, error) {
-	o := defaultOptions(clusterregistry.TrustedPolicy)
+	o := defaultOptions(trust.Trusted)
 	for _, opt := range opts {
 		opt.apply(&o)
 	}

@@ -31,11 +31,11 @@
 // # Trust, names and limits
 //
 // New and NewDir read the operator's own files, so they trust them
-// (clusterregistry.TrustedPolicy): exec and auth-provider plugins run, and
+// (trust.Trusted): exec and auth-provider plugins run, and
 // files named by a context are read. Parse is for kubeconfigs that users
-// supply, and applies clusterregistry.UntrustedPolicy: a context that asks
+// supply, and applies trust.Untrusted: a context that asks
 // for a plugin or a local file is listed with an error that names the
-// setting (such as "users[admin].exec") and wraps clusterregistry.ErrRefused,
+// setting (such as "users[admin].exec") and wraps trust.ErrRefused,
 // before any file it names is opened; without a config, nothing can run.
 // WithTrustPolicy changes either default.
 //

@@ -7,9 +7,9 @@ import (
 
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/credcheck"
 	"github.com/clusterregistry/clusterregistry/source/secret"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // FuzzKubeconfigSecret checks that no kubeconfig in a Secret makes the
@@ -48,7 +48,7 @@ users: [{name: u, user: {auth-provider: {name: gcp, config: {cmd-path: /bin/sh, 
 			t.Fatalf("cluster named %q, not after its Secret", c.Name)
 		}
 		secrets, public := credcheck.Kubeconfig(data)
-		credcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public, secrets...)
+		credcheck.Cluster(t, c, &trust.Untrusted, public, secrets...)
 	})
 }
 
@@ -92,6 +92,6 @@ func FuzzArgoCDSecret(f *testing.F) {
 			}
 		}
 		secrets = append(secrets, server)
-		credcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, name+"\x00cluster-1\x00argocd", secrets...)
+		credcheck.Cluster(t, c, &trust.Untrusted, name+"\x00cluster-1\x00argocd", secrets...)
 	})
 }

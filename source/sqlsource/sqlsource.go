@@ -55,10 +55,10 @@
 // failed or name local files), so a List of many unchanged rows costs little
 // more than the query.
 //
-// Rows are untrusted by default (clusterregistry.UntrustedPolicy; see
+// Rows are untrusted by default (trust.Untrusted; see
 // WithTrustPolicy): a kubeconfig that asks for an exec or auth-provider
 // plugin, or refers to a file on the service's host, is listed with an error
-// that names the setting and wraps clusterregistry.ErrRefused, and nothing it
+// that names the setting and wraps trust.ErrRefused, and nothing it
 // names is read or run. WithTransform decodes kubeconfigs that the table
 // keeps encrypted.
 //
@@ -87,6 +87,7 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource/internal/memohook"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 func init() {
@@ -114,7 +115,7 @@ type Option interface {
 type options struct {
 	query       string
 	args        []any
-	policy      clusterregistry.TrustPolicy
+	policy      trust.Policy
 	rename      func(string) string
 	maxSize     int64
 	maxClusters int
@@ -188,9 +189,9 @@ func WithLogger(l logr.Logger) Option {
 // auth-provider plugins, references to files on the service's host,
 // insecure-skip-tls-verify and proxy-url. A row that uses a refused setting
 // is listed with an error that names the setting and wraps
-// clusterregistry.ErrRefused; nothing it names is read or run. Default:
-// clusterregistry.UntrustedPolicy, which refuses plugins and local files.
-func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+// trust.ErrRefused; nothing it names is read or run. Default:
+// trust.Untrusted, which refuses plugins and local files.
+func WithTrustPolicy(p trust.Policy) Option {
 	return optionFunc(func(o *options) { o.policy = p })
 }
 
@@ -241,7 +242,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 func New(db *sql.DB, opts ...Option) (*Source, error) {
 	o := options{
 		query:        DefaultQuery,
-		policy:       clusterregistry.UntrustedPolicy,
+		policy:       trust.Untrusted,
 		maxSize:      DefaultMaxSize,
 		maxClusters:  DefaultMaxClusters,
 		pollInterval: DefaultPollInterval,

@@ -15,6 +15,7 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource/internal/memohook"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // decodes returns how many kubeconfigs src has decoded so far.
@@ -137,7 +138,7 @@ clusters: [{name: c, cluster: {server: "https://c.example", certificate-authorit
 contexts: [{name: x, context: {cluster: c, user: u}}]
 users: [{name: u, user: {token: tok-s3cr3t}}]
 `, ca), false, true, nil)
-	src, err := sqlsource.New(db, sqlsource.WithQuery(query), sqlsource.WithTrustPolicy(clusterregistry.TrustedPolicy))
+	src, err := sqlsource.New(db, sqlsource.WithQuery(query), sqlsource.WithTrustPolicy(trust.Trusted))
 	require.NoError(t, err)
 	assert.Equal(t, []byte("ca-one"), list(t, src)[0].Config.CAData)
 	require.NoError(t, os.WriteFile(ca, []byte("ca-two"), 0o600))
