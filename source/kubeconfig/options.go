@@ -47,6 +47,7 @@ type options struct {
 	maxSize      int64
 	maxClusters  int
 	readFile     func(path string, limit int64) ([]byte, error) // tests slow it down
+	noMemo       bool                                           // a Dir resolves every file on every List: the baseline of benchmarks
 }
 
 // defaultOptions returns the defaults, with policy as the trust policy:
