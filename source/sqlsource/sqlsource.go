@@ -50,6 +50,17 @@
 // error goes. Without a change query, Watch returns at once: there is nothing
 // to watch, and the Syncer lists on its interval.
 //
+// SQLite: the Source reads while another program writes the file. In
+// SQLite's default rollback-journal mode a writer's lock makes the read fail
+// at once with SQLITE_BUSY ("database is locked"), and a reader can make the
+// writer fail the same way; the List then fails (the Syncer keeps its last
+// good state) or the other program's write does. Give both connections a
+// busy timeout, so that they wait for the lock instead (PRAGMA busy_timeout,
+// in the DSN of modernc.org/sqlite "file:clusters.db?_pragma=busy_timeout(5000)";
+// mattn/go-sqlite3: "?_busy_timeout=5000"), and preferably put the database
+// in WAL mode (PRAGMA journal_mode=WAL, which persists in the file), in which
+// readers and a writer do not block one another.
+//
 // A List decodes only the kubeconfigs that the previous one did not list,
 // found by a SHA-256 of their bytes after WithTransform (and those that
 // failed or name local files), so a List of many unchanged rows costs little
@@ -86,13 +97,8 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
-	"github.com/clusterregistry/clusterregistry/source/sqlsource/internal/memohook"
 	"github.com/clusterregistry/clusterregistry/trust"
 )
-
-func init() {
-	memohook.Of = func(src any) *kcfg.Memo { return &src.(*Source).memo }
-}
 
 // Defaults of the options.
 const (
