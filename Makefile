@@ -52,7 +52,7 @@ FUZZTIME ?= 2000x
 ## fuzz: each fuzz target briefly (FUZZTIME inputs each)
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateName$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x .
-	$(GO) test -run='^$$' -fuzz='^FuzzTrustPolicy$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x .
+	$(GO) test -run='^$$' -fuzz='^FuzzTrustPolicy$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x ./trust
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzKubeconfigSecret$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/secret
 	$(GO) test -run='^$$' -fuzz='^FuzzArgoCDSecret$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/secret

@@ -232,7 +232,8 @@ func swapper(period time.Duration, swap func(round int)) (stop func()) {
 
 // --- 1. Lookup with parallel readers during continuous syncs ------------
 
-// BenchmarkLookup measures Get by name from parallel readers while a writer
+// BenchmarkLookup measures Get by name (and Lease then Release: impl=lease)
+// from parallel readers while a writer
 // changes one cluster every 10ms (each change a 100µs build): a hundred
 // state changes a second, far more than a fleet makes. Readers either cycle
 // through every cluster (access=all: at 10,000 clusters the map outgrows the
@@ -257,6 +258,23 @@ func BenchmarkLookup(b *testing.B) {
 				})
 				defer stop()
 				runLookups(b, spread, func(name string) bool { _, err := reg.Get(name); return err == nil })
+			})
+			b.Run(fmt.Sprintf("%simpl=lease/clusters=%d", prefix, n), func(b *testing.B) {
+				s, src := newOurs(b, n, build)
+				reg := s.Registry()
+				stop := swapper(period, func(round int) {
+					src.Upsert(benchClusters(1, fmt.Sprint(round))[0])
+					_, _ = s.Sync(context.Background())
+				})
+				defer stop()
+				runLookups(b, spread, func(name string) bool {
+					l, err := reg.Lease(name)
+					if err != nil {
+						return false
+					}
+					l.Release()
+					return true
+				})
 			})
 			b.Run(fmt.Sprintf("%simpl=A/clusters=%d", prefix, n), func(b *testing.B) {
 				r := &registryA{m: newBaselineMap(n)}

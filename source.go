@@ -2,6 +2,8 @@ package clusterregistry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -173,4 +175,40 @@ func (m *MemorySource) update(next func(old []Cluster) []Cluster) {
 	for _, changed := range notify {
 		changed()
 	}
+}
+
+// MaxNameLength is the longest cluster name ValidateName accepts.
+const MaxNameLength = 253
+
+// ValidateName checks that name can serve as a cluster name: 1 to 253
+// characters, letters, digits and . _ : @ -, starting and ending with a letter
+// or digit. Such a name is safe in a URL path segment, an HTTP header, a
+// metric label and a log line. The Syncer ignores listed clusters whose name
+// fails it (SyncReport.Invalid). Kubeconfig context names with other
+// characters (EKS's "arn:...:cluster/name", say) need a source's renaming.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("must not be empty")
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("must be at most %d characters, not %d", MaxNameLength, len(name))
+	case !validNameChars(name):
+		return errors.New("must be letters, digits and . _ : @ -, starting and ending with a letter or digit")
+	}
+	return nil
+}
+
+// validNameChars reports whether name matches
+// ^[A-Za-z0-9]([A-Za-z0-9._:@-]*[A-Za-z0-9])?$ without a regexp: every sync
+// checks every listed name, and the regexp was a third of a sync's time at
+// 10,000 clusters.
+func validNameChars(name string) bool {
+	alnum := func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' }
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !alnum(c) && ((i == 0 || i == len(name)-1) || !strings.ContainsRune("._:@-", rune(c))) {
+			return false
+		}
+	}
+	return true
 }

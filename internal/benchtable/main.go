@@ -83,12 +83,14 @@ func main() {
 			b, _ := lookup(access, "B", n, "ns/op")
 			allocs, _ := lookup(access, "ours", n, "allocs/op")
 			if ok1 && ok2 {
-				add(fmt.Sprintf("lookup (%s), %d clusters: ours / L", access, n), "≤ 3x, 0 allocs", ours/l <= 3 && allocs == 0,
-					"%.0f / %.0f ns = %.1fx (A %.0f, B %.0f ns), %.0f allocs", ours, l, ours/l, a, b, allocs)
+				add(fmt.Sprintf("lookup (%s), %d clusters: ours / L", access, n), "≤ 1.5x, 0 allocs", ours/l <= 1.5 && allocs == 0,
+					"%.1f / %.1f ns = %.2fx (A %.0f, B %.0f ns), %.0f allocs", ours, l, ours/l, a, b, allocs)
 			}
-			if r, ok := lookup(access, "R", n, "ns/op"); ok && ok1 && ok2 {
-				add(fmt.Sprintf("lookup (%s), %d clusters: ours / R", access, n), "≤ 1.2x", ours/r <= 1.2,
-					"%.0f / %.0f ns = %.2fx (R / L = %.1fx)", ours, r, ours/r, r/l)
+			lease, ok3 := lookup(access, "lease", n, "ns/op")
+			if r, ok := lookup(access, "R", n, "ns/op"); ok && ok3 {
+				leaseAllocs, _ := lookup(access, "lease", n, "allocs/op")
+				add(fmt.Sprintf("lease (%s), %d clusters: lease / R", access, n), "≤ 1.2x", lease/r <= 1.2,
+					"%.0f / %.0f ns = %.2fx, %.0f allocs (R / L = %.1fx)", lease, r, lease/r, leaseAllocs, r/l)
 			}
 		}
 		small, ok1 := lookup(access, "ours", 10, "ns/op")

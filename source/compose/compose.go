@@ -6,6 +6,10 @@
 //		compose.Merge(inCluster, kubeconfigDir, hubSecrets),
 //		compose.Selector(labels.SelectorFromSet(labels.Set{"env": "prod"})))
 //
+// A part that fails or hangs costs only its own clusters: Merge keeps its
+// last good listing, marked with the error, and the other parts' changes
+// come through (see Merge and WithPartTimeout).
+//
 // A combined source is a clusterregistry.Watcher exactly when one of its
 // parts is, so that a Syncer hears of every change that a part notices.
 package compose
@@ -17,8 +21,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
@@ -43,12 +49,33 @@ import (
 // still come through. A source that has never listed successfully fails the
 // merged List, so that the Syncer keeps its whole last good state.
 //
+// A source that does not answer within the part timeout (DefaultPartTimeout,
+// 20s, or three quarters of the time left before the merged List's ctx ends
+// if that is less; see WithPartTimeout) counts as failing, with an error
+// that wraps context.DeadlineExceeded: the merged List returns the others'
+// clusters and that source's last good listing. Its ctx is then cancelled,
+// and its goroutine ends when its List returns. A source whose List ignores
+// ctx keeps that goroutine until its List returns; until then the merged
+// source does not call it again and counts it as failing, with an error that
+// says its earlier List has not returned, and the answer of that earlier
+// List is dropped. So each source has at most one List running.
+//
 // The merged source is a Watcher if any source is. Its Watch runs the Watch
 // of every source that is a Watcher, in goroutines of its own, passing on
 // their changes. If one returns an error before ctx is done, Watch stops the
 // others and returns that error, and the Syncer falls back on its interval.
 func Merge(sources ...clusterregistry.ClusterSource) clusterregistry.ClusterSource {
-	m := &merged{parts: slices.Clone(sources), last: make([][]clusterregistry.Cluster, len(sources)), listed: make([]bool, len(sources))}
+	return MergeWith(sources)
+}
+
+// MergeWith is Merge with options: WithPartTimeout and WithClock.
+func MergeWith(sources []clusterregistry.ClusterSource, opts ...Option) clusterregistry.ClusterSource {
+	o := options{partTimeout: DefaultPartTimeout, clock: clock.RealClock{}}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	m := &merged{parts: slices.Clone(sources), opts: o, last: make([][]clusterregistry.Cluster, len(sources)),
+		listed: make([]bool, len(sources)), busy: make([]bool, len(sources))}
 	for _, s := range sources {
 		if _, ok := s.(clusterregistry.Watcher); ok {
 			return watchingMerged{m}
@@ -59,10 +86,12 @@ func Merge(sources ...clusterregistry.ClusterSource) clusterregistry.ClusterSour
 
 type merged struct {
 	parts []clusterregistry.ClusterSource
+	opts  options
 
-	mu     sync.Mutex // protects last and listed
+	mu     sync.Mutex // protects last, listed and busy; held for no List
 	last   [][]clusterregistry.Cluster
 	listed []bool // whether part i has ever listed successfully
+	busy   []bool // whether part i's List is running
 }
 
 type watchingMerged struct{ *merged }
@@ -73,22 +102,18 @@ var (
 )
 
 func (m *merged) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
-	type result struct {
-		clusters []clusterregistry.Cluster
-		err      error
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	results := make([]result, len(m.parts))
-	var wg sync.WaitGroup
-	for i, p := range m.parts {
-		wg.Add(1)
-		// One goroutine per source, so that a slow one delays nobody else's
-		// List; all are joined before List returns.
-		go func() {
-			defer wg.Done()
-			results[i].clusters, results[i].err = p.List(ctx)
-		}()
+	d := m.opts.partTimeoutFor(ctx)
+	partCtx, cancel := context.WithCancel(ctx)
+	// Parts that have not answered when List returns are cancelled: a part
+	// that honours ctx returns, and its goroutine ends.
+	defer cancel()
+	results, err := m.collect(ctx, m.start(partCtx), d)
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -113,6 +138,70 @@ func (m *merged) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		return nil, errors.Join(errs...)
 	}
 	return mergeLists(lists), nil
+}
+
+// A partResult is what the List of part i returned.
+type partResult struct {
+	i        int
+	clusters []clusterregistry.Cluster
+	err      error
+}
+
+// errStillListing is the result of a part whose List, started by an earlier
+// merged List, has not returned: it is not called again until it does.
+var errStillListing = fmt.Errorf("its List of an earlier merged List has not returned: %w", context.DeadlineExceeded)
+
+// start lists every part that is not still listing, each in a goroutine of
+// its own, and returns the channel of their results; it has room for all of
+// them, so a part that answers after List has returned blocks nobody.
+func (m *merged) start(ctx context.Context) <-chan partResult {
+	ch := make(chan partResult, len(m.parts))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, p := range m.parts {
+		if m.busy[i] {
+			ch <- partResult{i: i, err: errStillListing}
+			continue
+		}
+		m.busy[i] = true
+		// One goroutine per part, so that a slow one delays nobody else's
+		// List. It ends when the part's List returns: at once when List
+		// cancels ctx, for a part that honours ctx.
+		go func() {
+			clusters, err := p.List(ctx)
+			m.mu.Lock()
+			m.busy[i] = false
+			m.mu.Unlock()
+			ch <- partResult{i: i, clusters: clusters, err: err}
+		}()
+	}
+	return ch
+}
+
+// collect waits for every part's result, for at most d: a part that has not
+// answered by then gets a timeout as its error. It returns ctx's error if
+// ctx ends first.
+func (m *merged) collect(ctx context.Context, ch <-chan partResult, d time.Duration) ([]partResult, error) {
+	results := make([]partResult, len(m.parts))
+	answered := make([]bool, len(m.parts))
+	t := m.opts.clock.NewTimer(d)
+	defer t.Stop()
+	for range m.parts {
+		select {
+		case r := <-ch:
+			results[r.i], answered[r.i] = r, true
+		case <-t.C():
+			for i := range results {
+				if !answered[i] {
+					results[i].err = fmt.Errorf("no answer within %v (WithPartTimeout): %w", d, context.DeadlineExceeded)
+				}
+			}
+			return results, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return results, nil
 }
 
 // stale returns copies of clusters that carry err.

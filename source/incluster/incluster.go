@@ -19,7 +19,7 @@
 // *clusterregistry.FieldError, or nothing at all with Optional.
 //
 // The source reads the process's own service account, so its trust policy
-// is clusterregistry.TrustedPolicy; WithTrustPolicy can change it, though a
+// is trust.Trusted; WithTrustPolicy can change it, though a
 // policy that refuses local files refuses the in-cluster config, whose token
 // and CA are files.
 package incluster
@@ -36,6 +36,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/safefile"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // Defaults of the options.
@@ -72,7 +73,7 @@ type options struct {
 	caFile    string
 	getenv    func(string) string
 	optional  bool
-	policy    clusterregistry.TrustPolicy
+	policy    trust.Policy
 }
 
 type optionFunc func(*options)
@@ -124,9 +125,9 @@ func Optional() Option {
 // WithTrustPolicy sets the trust policy that the in-cluster config must
 // pass before its files are read. Its token file and CA file are local
 // files, so a policy without AllowLocalFiles makes the cluster's error (a
-// *clusterregistry.FieldError that wraps clusterregistry.ErrRefused).
-// Default: clusterregistry.TrustedPolicy.
-func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+// *clusterregistry.FieldError that wraps trust.ErrRefused).
+// Default: trust.Trusted.
+func WithTrustPolicy(p trust.Policy) Option {
 	return optionFunc(func(o *options) { o.policy = p })
 }
 
@@ -137,7 +138,7 @@ func New(opts ...Option) (*Source, error) {
 		tokenFile: DefaultTokenFile,
 		caFile:    DefaultCAFile,
 		getenv:    os.Getenv,
-		policy:    clusterregistry.TrustedPolicy,
+		policy:    trust.Trusted,
 	}
 	for _, opt := range opts {
 		opt.apply(&o)
@@ -214,7 +215,7 @@ func fieldErr(field string, err error) error {
 	return &clusterregistry.FieldError{Location: location, Field: field, Err: err}
 }
 
-// policyFields names the settings that TrustPolicy.CheckConfig names by their
+// policyFields names the settings that trust.Policy.CheckConfig names by their
 // rest.Config fields as this source's errors name them.
 var policyFields = map[string]string{
 	"config.caFile":          "caFile",

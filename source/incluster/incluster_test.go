@@ -21,6 +21,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/incluster"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 func TestMain(m *testing.M) {
@@ -212,7 +213,7 @@ func TestTrustPolicy(t *testing.T) {
 	missing := incluster.WithTokenFile(filepath.Join(dir, "missing-token"))
 	caFile := incluster.WithCAFile(filepath.Join(dir, "missing-ca"))
 
-	src, err := incluster.New(inCluster, missing, caFile, incluster.WithTrustPolicy(clusterregistry.UntrustedPolicy))
+	src, err := incluster.New(inCluster, missing, caFile, incluster.WithTrustPolicy(trust.Untrusted))
 	require.NoError(t, err)
 	clusters, err := src.List(context.Background())
 	require.NoError(t, err)
@@ -221,12 +222,12 @@ func TestTrustPolicy(t *testing.T) {
 	require.ErrorAs(t, clusters[0].Err, &fe)
 	assert.Equal(t, "in-cluster config", fe.Location)
 	assert.Equal(t, "caFile", fe.Field)
-	assert.ErrorIs(t, clusters[0].Err, clusterregistry.ErrRefused, "refused before the missing files were looked for")
+	assert.ErrorIs(t, clusters[0].Err, trust.ErrRefused, "refused before the missing files were looked for")
 	assert.ErrorContains(t, clusters[0].Err, "so are config.bearerTokenFile")
 
 	src, err = incluster.New(inCluster, missing, caFile)
 	require.NoError(t, err)
 	clusters, err = src.List(context.Background())
 	require.NoError(t, err)
-	assert.ErrorIs(t, clusters[0].Err, os.ErrNotExist, "TrustedPolicy by default: the files are looked for")
+	assert.ErrorIs(t, clusters[0].Err, os.ErrNotExist, "trust.Trusted by default: the files are looked for")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // A Dir lists the contexts of every kubeconfig file in one directory, each
@@ -34,9 +35,6 @@ import (
 type Dir struct {
 	p   poller
 	dir string
-	// noMemo makes List resolve every file's contexts again, as a baseline
-	// for benchmarks; set only by tests, before the first List.
-	noMemo bool
 }
 
 var _ clusterregistry.Watcher = (*Dir)(nil)
@@ -44,7 +42,7 @@ var _ clusterregistry.Watcher = (*Dir)(nil)
 // NewDir returns a Dir that reads the directory dir. It does not touch the
 // directory until List.
 func NewDir(dir string, opts ...Option) (*Dir, error) {
-	o := defaultOptions(clusterregistry.TrustedPolicy)
+	o := defaultOptions(trust.Trusted)
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -58,9 +56,13 @@ func NewDir(dir string, opts ...Option) (*Dir, error) {
 }
 
 // List returns one cluster per context of the directory's files, sorted by
-// name. It fails when the directory cannot be read, a file has never been
-// usable since the Dir was made, or the directory holds more files or
-// contexts than WithMaxClusters; the Syncer then keeps its last good state.
+// name. A file that has not been usable since the Dir was made (it does not
+// parse, cannot be read, or is bigger than WithMaxSize) is listed as one
+// cluster named after the file (its base name), with no Config and Err set
+// to a *clusterregistry.FieldError at the file: the Syncer reports it, and
+// the other files carry on. List fails when the directory cannot be read, or
+// holds more files or contexts than WithMaxClusters; the Syncer then keeps
+// its last good state.
 //
 // List reads the directory unless a poll of it (the watch's, or another
 // List's) is running: then it returns at once what the poll before that one
@@ -70,21 +72,21 @@ func (d *Dir) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	files, err := d.load()
+	files, broken, err := d.load()
 	if err != nil {
 		return nil, err
 	}
 
-	n := 0
+	n := len(broken)
 	for _, f := range files {
 		n += f.Contexts()
 	}
 	if n > d.p.opts.maxClusters {
 		return nil, fmt.Errorf("kubeconfig directory: %d contexts: %w", n, kcfg.TooMany(d.p.opts.maxClusters))
 	}
-	var defs []dedup.Def
+	defs := broken
 	for _, path := range slices.Sorted(maps.Keys(files)) {
-		if d.noMemo {
+		if d.p.opts.noMemo {
 			defs = append(defs, kcfg.Merge(files[path]).Defs()...)
 			continue
 		}
@@ -105,26 +107,26 @@ func (d *Dir) Watch(ctx context.Context, changed func()) error {
 	return d.p.watch(ctx, changed, d.refreshLocked)
 }
 
-func (d *Dir) load() (map[string]*kcfg.File, error) {
+// load returns the Files of the latest poll, and an entry for each file that
+// has never been usable: one team's broken file in a shared directory must
+// not hold back everyone else's changes.
+func (d *Dir) load() (map[string]*kcfg.File, []dedup.Def, error) {
 	v := d.p.list(d.refreshLocked)
 	if v.err != nil {
-		return nil, v.err
+		return nil, nil, v.err
 	}
 	files := make(map[string]*kcfg.File, len(v.files))
-	var errs []error
+	var broken []dedup.Def
 	for path, l := range v.files {
 		switch {
 		case l.err != nil:
-			errs = append(errs, l.err)
+			name := filepath.Base(path)
+			broken = append(broken, dedup.Def{Cluster: clusterregistry.Cluster{Name: name, Err: l.err}, Location: path, Field: "file"})
 		case l.file != nil:
 			files[path] = l.file
 		}
 	}
-	if len(errs) > 0 {
-		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-		return nil, errors.Join(errs...)
-	}
-	return files, nil
+	return files, broken, nil
 }
 
 // refreshLocked scans the directory and observes its files. d.p.mu must be

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	fakeclock "k8s.io/utils/clock/testing"
 
-	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
@@ -142,19 +141,15 @@ func TestDirBrokenFile(t *testing.T) {
 	assert.Equal(t, []got{{Name: "a", Err: one + "|kubeconfig"}}, summarize(t, clusters))
 	assert.Equal(t, "https://a.example", clusters[0].Config.Host)
 
-	// A new file that never parsed fails the List, keeping the Syncer's
-	// state whole, until it is fixed or removed.
+	// A new file that never parsed is an entry of its own, with the error;
+	// the other file's clusters carry on.
 	writeFile(t, two, "clusters: [")
 	list(t, d)
 	clk.Step(settle)
-	_, err := d.List(context.Background())
-	var fe *clusterregistry.FieldError
-	require.ErrorAs(t, err, &fe)
-	assert.Equal(t, two, fe.Location)
+	assert.Equal(t, []got{{Name: "a", Err: one + "|kubeconfig"}, {Name: "two", Err: two + "|kubeconfig"}}, summarize(t, list(t, d)))
 
 	require.NoError(t, os.Remove(two))
-	list2 := func() error { _, err := d.List(context.Background()); return err }
-	require.Error(t, list2(), "the removal settles first")
+	list(t, d)
 	clk.Step(settle)
 	assert.Equal(t, []got{{Name: "a", Err: one + "|kubeconfig"}}, summarize(t, list(t, d)))
 }

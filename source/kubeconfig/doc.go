@@ -31,11 +31,11 @@
 // # Trust, names and limits
 //
 // New and NewDir read the operator's own files, so they trust them
-// (clusterregistry.TrustedPolicy): exec and auth-provider plugins run, and
+// (trust.Trusted): exec and auth-provider plugins run, and
 // files named by a context are read. Parse is for kubeconfigs that users
-// supply, and applies clusterregistry.UntrustedPolicy: a context that asks
+// supply, and applies trust.Untrusted: a context that asks
 // for a plugin or a local file is listed with an error that names the
-// setting (such as "users[admin].exec") and wraps clusterregistry.ErrRefused,
+// setting (such as "users[admin].exec") and wraps trust.ErrRefused,
 // before any file it names is opened; without a config, nothing can run.
 // WithTrustPolicy changes either default.
 //
@@ -51,12 +51,26 @@
 // # Edits
 //
 // Each file is checked every poll interval (WithPollInterval, default
-// 500ms): its size and modification time, and its content hash when those
-// cannot be trusted. A new content is used once it has stayed the same for
-// the settle time (WithSettle, default 250ms), so that a file caught halfway
-// through a non-atomic write is not taken for the new version. Renaming a
-// completely written file into place is always safe, and is picked up just
-// as fast. The first listing takes the files as they are.
+// 500ms): its size, modification time, inode and inode change time, and its
+// content hash when those cannot be trusted (a time within 2s of the last
+// read, or a system where the change time is unknown: then every check
+// reads the file). The change time catches a same-size rewrite that sets
+// the modification time back (cp -p, rsync -t, tar x), which size and time
+// alone miss; a stat is much cheaper than hashing every file on every poll.
+// The certificate and key files that the contexts name are checked the same
+// way, against what List last read.
+//
+// A new content is used once it has stayed the same for the settle time
+// (WithSettle, default 250ms), so that a file caught halfway through a
+// non-atomic write is not taken for the new version. Renaming a completely
+// written file into place is always safe, and is picked up just as fast.
+// The first listing takes the files as they are. A file that keeps changing
+// postpones its change for as long as it does: a content is used only once
+// it has stayed unchanged for the settle time, so at most the settle time
+// plus one poll interval after the last edit, and not before, however long
+// the edits go on. A program that rewrites a kubeconfig every few hundred
+// milliseconds should write it atomically (rename a complete file into
+// place) or less often.
 //
 // A file that cannot be used any more (it no longer parses, is empty, or
 // cannot be read) never removes clusters: the source keeps serving the
@@ -64,8 +78,19 @@
 // the error in its Err, so that the Syncer keeps the cluster's client and
 // shows the error beside it. This keeps the other files' clusters updating,
 // which failing the whole List would not. A file that has never been usable
-// since the source started has no last good content; then List fails, which
-// makes the Syncer keep its whole last good state and report the error.
+// since the source started has no last good content. For a Source, List
+// then fails, which makes the Syncer keep its whole last good state and
+// report the error. For a Dir, whose files often come from several teams,
+// the file is listed as one cluster named after the file, with the error
+// and no config: the Syncer reports it, and the other files' changes go
+// through.
+//
+// YAML and JSON differ on invalid UTF-8: a YAML kubeconfig with an invalid
+// byte anywhere fails as a whole (an error at the field "kubeconfig", so a
+// file that was good keeps its last good content), while a JSON kubeconfig
+// decodes with each invalid byte replaced by U+FFFD, so its good contexts
+// carry on (and a server name that held one fails only when a client
+// connects).
 //
 // An empty file counts as half-written: to remove every cluster of a file,
 // delete it (or, for the file given to WithPath, write a kubeconfig with no

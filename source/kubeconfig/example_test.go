@@ -10,6 +10,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 func ExampleParse() {
@@ -102,7 +103,7 @@ users:
 		log.Fatal(err)
 	}
 	c := clusters[0]
-	fmt.Println(c.Name, c.Config == nil, errors.Is(c.Err, clusterregistry.ErrRefused))
+	fmt.Println(c.Name, c.Config == nil, errors.Is(c.Err, trust.ErrRefused))
 	fmt.Println(c.Err)
 	// Output:
 	// prod true true

@@ -1,5 +1,8 @@
 package kubeconfig
 
+// RacyWindow is racyWindow.
+const RacyWindow = racyWindow
+
 // ReadFile is how a Source or Dir reads a file unless WithReadFile says
 // otherwise.
 var ReadFile = readFile
@@ -10,7 +13,8 @@ func WithReadFile(read func(path string, limit int64) ([]byte, error)) Option {
 	return optionFunc(func(o *options) { o.readFile = read })
 }
 
-// NoMemo makes d resolve every file's contexts on every List, as it did
-// before a File kept its resolved contexts: the baseline of benchmarks. Call
-// it before the first List.
-func NoMemo(d *Dir) { d.noMemo = true }
+// WithNoMemo makes a Dir resolve every file's contexts on every List, as it
+// did before a File kept its resolved contexts: the baseline of benchmarks.
+func WithNoMemo() Option {
+	return optionFunc(func(o *options) { o.noMemo = true })
+}

@@ -40,9 +40,8 @@ type tracked struct {
 
 	// The last look at the disk.
 	statOK bool
-	size   int64
-	mtime  time.Time
-	readAt time.Time // wall time of the read, to compare with mtime
+	stamp  stamp
+	readAt time.Time // wall time of the read, to compare with the stamp's times
 	seen   content
 
 	// The content in use.
@@ -57,8 +56,34 @@ type tracked struct {
 	pendingSince time.Time
 }
 
-// look checks the file, and reads it with read unless its size and
-// modification time show it unchanged.
+// A stamp is what a stat says of a file: equal stamps, unchanged file,
+// unless a time is too recent to trust (racyWindow). Size and modification
+// time alone are not enough: cp -p, rsync -t and tar x rewrite a file with
+// its old time. The inode and its change time are, where inodeStamp knows
+// them; elsewhere (ok false) every look reads the file and hashes it. A stat
+// costs far less than reading and hashing every file of a Dir every poll.
+type stamp struct {
+	size         int64
+	mtime, ctime int64 // nanoseconds since the epoch
+	dev, ino     uint64
+	ok           bool // inodeStamp knew dev, ino and ctime
+}
+
+func stampOf(fi fs.FileInfo) stamp {
+	s := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	s.dev, s.ino, s.ctime, s.ok = inodeStamp(fi)
+	return s
+}
+
+// trusted reports whether s, equal to the stamp of the last read at readAt,
+// shows the file unchanged: its times are older than the racy window.
+func (s stamp) trusted(readAt time.Time) bool {
+	limit := readAt.Add(-racyWindow).UnixNano()
+	return s.ok && s.mtime < limit && s.ctime < limit
+}
+
+// look checks the file, and reads it with read unless its stamp shows it
+// unchanged.
 func (t *tracked) look(read func(path string, limit int64) ([]byte, error)) content {
 	fi, err := os.Stat(t.path)
 	switch {
@@ -76,7 +101,8 @@ func (t *tracked) look(read func(path string, limit int64) ([]byte, error)) cont
 		t.statOK = false
 		return t.fail(err)
 	}
-	if t.statOK && fi.Size() == t.size && fi.ModTime().Equal(t.mtime) && t.mtime.Before(t.readAt.Add(-racyWindow)) {
+	st := stampOf(fi)
+	if t.statOK && st == t.stamp && st.trusted(t.readAt) {
 		return t.seen
 	}
 	// Wall time, as the file system's timestamps; it decides only whether
@@ -88,7 +114,7 @@ func (t *tracked) look(read func(path string, limit int64) ([]byte, error)) cont
 		return t.fail(err)
 	}
 	sum := sha256.Sum256(data)
-	t.statOK, t.size, t.mtime, t.readAt = true, fi.Size(), fi.ModTime(), readAt
+	t.statOK, t.stamp, t.readAt = true, st, readAt
 	t.seen = content{key: "data:" + string(sum[:]), data: data}
 	return t.seen
 }
@@ -254,6 +280,7 @@ func (p *poller) list(refreshLocked func()) *view {
 	}
 	defer p.mu.Unlock()
 	refreshLocked()
+	p.refsLocked()
 	return p.publishLocked()
 }
 
@@ -321,6 +348,13 @@ func (p *poller) refreshLocked(paths []string, required bool) {
 
 // refsLocked looks at the files that the current contents refer to, counting
 // a change since the last look in p.version. p.mu must be held.
+//
+// Every poll runs it, a List's too, right before it publishes the view that
+// List resolves, and so reads the referred files from: what a watch compares
+// with is what Lists read, or older. A file first looked at here is
+// recorded without a change, since no List has read it before. A file that
+// changes between this look and List's read makes one more change call,
+// never one fewer.
 func (p *poller) refsLocked() {
 	want := map[string]bool{}
 	for _, t := range p.files {

@@ -6,8 +6,9 @@ import (
 	"testing"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
+	"github.com/clusterregistry/clusterregistry/source/internal/credcheck"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // parseSeeds are kubeconfigs for the fuzz targets of Parse.
@@ -78,7 +79,7 @@ func FuzzParse(f *testing.F) {
 		// Everything allowed but local files: a fuzzed path could name any
 		// file of the host (a FIFO, /dev/stdin) and hang the run. Reading
 		// referenced files is covered by the unit tests.
-		trusting := clusterregistry.TrustedPolicy
+		trusting := trust.Trusted
 		trusting.AllowLocalFiles = false
 		clusters, err := kubeconfig.Parse(data, "fuzz", kubeconfig.WithTrustPolicy(trusting))
 		if err != nil {
@@ -90,15 +91,15 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		secrets, public := leakcheck.Kubeconfig(data)
+		secrets, public := credcheck.Kubeconfig(data)
 		for _, c := range clusters {
-			leakcheck.Cluster(t, c, &trusting, public, secrets...)
+			credcheck.Cluster(t, c, &trusting, public, secrets...)
 		}
 	})
 }
 
 // FuzzParseUntrusted checks Parse as it treats user-supplied kubeconfigs,
-// with its default UntrustedPolicy: no input makes it panic; every context
+// with its default trust.Untrusted: no input makes it panic; every context
 // is either usable with nothing the policy refuses in its config, or has an
 // error; a refusal is a *FieldError at the location that names a field; and
 // no error quotes a credential.
@@ -117,9 +118,9 @@ func FuzzParseUntrusted(f *testing.F) {
 			}
 			return
 		}
-		secrets, public := leakcheck.Kubeconfig(data)
+		secrets, public := credcheck.Kubeconfig(data)
 		for _, c := range clusters {
-			leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public, secrets...)
+			credcheck.Cluster(t, c, &trust.Untrusted, public, secrets...)
 			var fe *clusterregistry.FieldError
 			if c.Err != nil && (!errors.As(c.Err, &fe) || fe.Location != "fuzz" || fe.Field == "") {
 				t.Fatalf("cluster %q: error %v is not a FieldError at the location naming a field", c.Name, c.Err)

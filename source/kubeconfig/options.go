@@ -9,8 +9,8 @@ import (
 
 	"k8s.io/utils/clock"
 
-	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // Defaults of the options.
@@ -42,16 +42,17 @@ type options struct {
 	settle       time.Duration
 	clock        clock.WithTicker
 	defaultName  *string
-	policy       clusterregistry.TrustPolicy
+	policy       trust.Policy
 	rename       func(string) string
 	maxSize      int64
 	maxClusters  int
 	readFile     func(path string, limit int64) ([]byte, error) // tests slow it down
+	noMemo       bool                                           // a Dir resolves every file on every List: the baseline of benchmarks
 }
 
 // defaultOptions returns the defaults, with policy as the trust policy:
-// TrustedPolicy for the operator's own files, UntrustedPolicy for Parse.
-func defaultOptions(policy clusterregistry.TrustPolicy) options {
+// trust.Trusted for the operator's own files, trust.Untrusted for Parse.
+func defaultOptions(policy trust.Policy) options {
 	return options{
 		getenv:       os.Getenv,
 		osEnv:        true,
@@ -143,12 +144,12 @@ func WithDefault(name string) Option {
 // auth-provider plugins, files on this host (certificate-authority,
 // client-certificate, client-key, tokenFile), insecure-skip-tls-verify and
 // proxy-url. A context that uses a refused setting is listed with an error
-// that names the setting and wraps clusterregistry.ErrRefused; nothing it
-// names is read or run. Default: clusterregistry.TrustedPolicy for New and
+// that names the setting and wraps trust.ErrRefused; nothing it
+// names is read or run. Default: trust.Trusted for New and
 // NewDir, which read the operator's own files, and
-// clusterregistry.UntrustedPolicy for Parse, whose bytes often come from
+// trust.Untrusted for Parse, whose bytes often come from
 // users.
-func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+func WithTrustPolicy(p trust.Policy) Option {
 	return optionFunc(func(o *options) { o.policy = p })
 }
 

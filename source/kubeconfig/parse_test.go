@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 const loc = "test.yaml"
@@ -296,7 +297,7 @@ users:
       args: [--cluster, c]
       provideClusterInfo: true
 `
-	clusters, err := kubeconfig.Parse([]byte(give), loc, kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
+	clusters, err := kubeconfig.Parse([]byte(give), loc, kubeconfig.WithTrustPolicy(trust.Trusted))
 	require.NoError(t, err)
 	require.Len(t, clusters, 2)
 
@@ -332,7 +333,7 @@ users:
 - {name: u, user: {tokenFile: token}}
 - {name: v, user: {tokenFile: missing}}
 `
-	clusters, err := kubeconfig.Parse([]byte(give), loc, kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
+	clusters, err := kubeconfig.Parse([]byte(give), loc, kubeconfig.WithTrustPolicy(trust.Trusted))
 	require.NoError(t, err)
 	assert.Equal(t, []got{
 		{Name: "x", Host: "https://c.example"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // A Source lists the contexts of the kubeconfig files that client-go's
@@ -33,7 +34,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source. It reads the environment for KUBECONFIG and the home
 // directory, and does not touch the files until List.
 func New(opts ...Option) (*Source, error) {
-	o := defaultOptions(clusterregistry.TrustedPolicy)
+	o := defaultOptions(trust.Trusted)
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -149,11 +150,11 @@ func applyDefault(clusters []clusterregistry.Cluster, name *string) {
 //
 // Parse is meant for kubeconfigs that come from users (an upload form, an
 // API): unless WithTrustPolicy says otherwise, it applies
-// clusterregistry.UntrustedPolicy, so a context with an exec or
+// trust.Untrusted, so a context with an exec or
 // auth-provider plugin, or one that refers to a file on this host, is
-// listed with an error that wraps clusterregistry.ErrRefused.
+// listed with an error that wraps trust.ErrRefused.
 func Parse(data []byte, location string, opts ...Option) ([]clusterregistry.Cluster, error) {
-	o := defaultOptions(clusterregistry.UntrustedPolicy)
+	o := defaultOptions(trust.Untrusted)
 	for _, opt := range opts {
 		opt.apply(&o)
 	}

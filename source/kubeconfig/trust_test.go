@@ -15,6 +15,7 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // TestExecRunsOnlyFromTrustedSources drives a real Syncer with the library's
@@ -34,12 +35,12 @@ func TestExecRunsOnlyFromTrustedSources(t *testing.T) {
 		assert.False(t, trusttest.Exists(t, marker), "the command ran")
 		assert.Zero(t, srv.Authorized())
 	})
-	t.Run("a file source refuses it under UntrustedPolicy", func(t *testing.T) {
+	t.Run("a file source refuses it under trust.Untrusted", func(t *testing.T) {
 		srv := trusttest.NewServer(t)
 		marker := trusttest.Marker(t)
 		path := filepath.Join(t.TempDir(), "config")
 		writeFile(t, path, trusttest.ExecKubeconfig(srv, marker))
-		src, err := kubeconfig.New(kubeconfig.WithPath(path), kubeconfig.WithTrustPolicy(clusterregistry.UntrustedPolicy))
+		src, err := kubeconfig.New(kubeconfig.WithPath(path), kubeconfig.WithTrustPolicy(trust.Untrusted))
 		require.NoError(t, err)
 		reg := trusttest.RunSyncer(t, src)
 
@@ -66,7 +67,7 @@ func TestExecRunsOnlyFromTrustedSources(t *testing.T) {
 		srv := trusttest.NewServer(t)
 		marker := trusttest.Marker(t)
 		clusters, err := kubeconfig.Parse([]byte(trusttest.ExecKubeconfig(srv, marker)), "upload",
-			kubeconfig.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true}))
+			kubeconfig.WithTrustPolicy(trust.Policy{AllowExec: true}))
 		require.NoError(t, err)
 		reg := trusttest.RunSyncer(t, clusterregistry.NewMemorySource(clusters...))
 
@@ -135,7 +136,7 @@ func TestLocalFilesAreNotOpenedWhenUntrusted(t *testing.T) {
 			t.Run("pipe refused without an open when trusted", func(t *testing.T) {
 				wire := trusttest.NewTripwire(t)
 				clusters, err := kubeconfig.Parse(withPath(tt.kubeconfig, wire.Path), "upload",
-					kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
+					kubeconfig.WithTrustPolicy(trust.Trusted))
 				require.NoError(t, err)
 				require.Len(t, clusters, 1)
 				assert.EqualError(t, clusters[0].Err, "upload: field "+tt.field+": "+wire.Path+" is not a regular file")
@@ -150,7 +151,7 @@ func TestLocalFilesAreNotOpenedWhenUntrusted(t *testing.T) {
 				assert.NotErrorIs(t, clusters[0].Err, fs.ErrNotExist)
 
 				clusters, err = kubeconfig.Parse(withPath(tt.kubeconfig, missing), "upload",
-					kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
+					kubeconfig.WithTrustPolicy(trust.Trusted))
 				require.NoError(t, err)
 				assert.ErrorIs(t, clusters[0].Err, fs.ErrNotExist, "trusted, the file is looked for")
 			})
@@ -173,7 +174,7 @@ func TestKeyFileContentStaysOnDisk(t *testing.T) {
 
 	// The same kubeconfig, trusted, does read the file: the check above
 	// could fail.
-	clusters, err = kubeconfig.Parse(kc, "upload", kubeconfig.WithTrustPolicy(clusterregistry.TrustedPolicy))
+	clusters, err = kubeconfig.Parse(kc, "upload", kubeconfig.WithTrustPolicy(trust.Trusted))
 	require.NoError(t, err)
 	require.NoError(t, clusters[0].Err)
 	assert.Equal(t, content, string(clusters[0].Config.KeyData))
@@ -182,13 +183,13 @@ func TestKeyFileContentStaysOnDisk(t *testing.T) {
 func TestTrustPolicyRefusals(t *testing.T) {
 	tests := []struct {
 		name   string
-		policy clusterregistry.TrustPolicy
+		policy trust.Policy
 		give   string
 		want   got
 	}{
 		{
 			name:   "auth provider refused by default",
-			policy: clusterregistry.UntrustedPolicy,
+			policy: trust.Untrusted,
 			give: `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example"}}]
@@ -199,7 +200,7 @@ users: [{name: u, user: {auth-provider: {name: oidc, config: {id-token: tok-s3cr
 		},
 		{
 			name:   "insecure and proxy accepted by default",
-			policy: clusterregistry.UntrustedPolicy,
+			policy: trust.Untrusted,
 			give: `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example", insecure-skip-tls-verify: true, proxy-url: "http://proxy:3128"}}]
@@ -210,7 +211,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 		},
 		{
 			name:   "the zero policy refuses insecure",
-			policy: clusterregistry.TrustPolicy{},
+			policy: trust.Policy{},
 			give: `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example", insecure-skip-tls-verify: true}}]
@@ -221,7 +222,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 		},
 		{
 			name:   "exec with a relative command needs local files",
-			policy: clusterregistry.TrustPolicy{AllowExec: true},
+			policy: trust.Policy{AllowExec: true},
 			give: `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example"}}]
@@ -232,7 +233,7 @@ users: [{name: u, user: {exec: {command: ./get-token, apiVersion: client.authent
 		},
 		{
 			name:   "exec from PATH, allowed",
-			policy: clusterregistry.TrustPolicy{AllowExec: true},
+			policy: trust.Policy{AllowExec: true},
 			give: `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example"}}]
@@ -248,7 +249,7 @@ users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.
 			require.NoError(t, err)
 			assert.Equal(t, []got{tt.want}, summarize(t, clusters))
 			if tt.want.Err != "" {
-				assert.ErrorIs(t, clusters[0].Err, clusterregistry.ErrRefused)
+				assert.ErrorIs(t, clusters[0].Err, trust.ErrRefused)
 			}
 			assertNoSecret(t, clusters, nil)
 		})
@@ -267,7 +268,7 @@ clusters: [{name: c, cluster: {server: "https://c.example"}}]
 users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.k8s.io/v1}}}]
 `)
 	src, err := kubeconfig.New(env(map[string]string{"KUBECONFIG": first + string(os.PathListSeparator) + second}),
-		kubeconfig.WithTrustPolicy(clusterregistry.UntrustedPolicy))
+		kubeconfig.WithTrustPolicy(trust.Untrusted))
 	require.NoError(t, err)
 	trusttest.RequireRefused(t, list(t, src)[0].Err, second, "users[u].exec")
 }
@@ -461,8 +462,10 @@ func TestLimits(t *testing.T) {
 		wire := trusttest.NewTripwire(t)
 		d, err := kubeconfig.NewDir(filepath.Dir(wire.Path))
 		require.NoError(t, err)
-		_, err = d.List(context.Background())
-		assert.ErrorContains(t, err, "not a regular file")
+		clusters := list(t, d)
+		require.Len(t, clusters, 1)
+		assert.Equal(t, filepath.Base(wire.Path), clusters[0].Name, "an entry named after the file")
+		assert.ErrorContains(t, clusters[0].Err, "not a regular file")
 		assert.False(t, wire.Stop())
 	})
 }

@@ -9,8 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/secret"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 func ExampleNew_argoCD() {
@@ -90,8 +90,8 @@ func ExampleWithTrustPolicy() {
 	fmt.Println(clusters[0].Err)
 
 	// Where only administrators can write the namespace, allow exec plugins
-	// and nothing else that UntrustedPolicy refuses:
-	policy := clusterregistry.UntrustedPolicy
+	// and nothing else that trust.Untrusted refuses:
+	policy := trust.Untrusted
 	policy.AllowExec = true
 	src, err = secret.New(hub, secret.WithFormat(secret.ArgoCD), secret.WithNamespace("argocd"), secret.WithTrustPolicy(policy))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/secret"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 const mcrLabel = "sigs.k8s.io/multicluster-runtime-kubeconfig"
@@ -176,7 +177,7 @@ users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.
 		},
 		{
 			name: "exec allowed by the trust policy",
-			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
+			opts: []secret.Option{secret.WithTrustPolicy(trust.Policy{AllowExec: true})},
 			give: map[string]string{"kubeconfig": `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c.example"}}]
@@ -237,7 +238,7 @@ func TestArgoCDFormat(t *testing.T) {
 		},
 		{
 			name: "exec provider",
-			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
+			opts: []secret.Option{secret.WithTrustPolicy(trust.Policy{AllowExec: true})},
 			give: map[string]string{"name": "eks", "server": "https://eks.example", "config": `{
 				"execProviderConfig": {"command": "aws", "args": ["eks", "get-token"], "env": {"B": "2", "A": "1"},
 				"apiVersion": "client.authentication.k8s.io/v1beta1", "installHint": "install aws"},
@@ -315,13 +316,13 @@ func TestArgoCDFormat(t *testing.T) {
 		},
 		{
 			name: "exec without apiVersion",
-			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
+			opts: []secret.Option{secret.WithTrustPolicy(trust.Policy{AllowExec: true})},
 			give: map[string]string{"name": "prod", "server": "https://x", "config": `{"execProviderConfig": {"command": "aws"}}`},
 			want: got{Name: "prod", Err: loc + "|data[config].execProviderConfig.apiVersion"},
 		},
 		{
 			name: "exec without command",
-			opts: []secret.Option{secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true})},
+			opts: []secret.Option{secret.WithTrustPolicy(trust.Policy{AllowExec: true})},
 			give: map[string]string{"name": "prod", "server": "https://x", "config": `{"execProviderConfig": {"apiVersion": "client.authentication.k8s.io/v1"}}`},
 			want: got{Name: "prod", Err: loc + "|data[config].execProviderConfig.command"},
 		},

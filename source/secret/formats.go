@@ -16,6 +16,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 var errMissing = errors.New("missing")
@@ -107,7 +108,7 @@ func argoCluster(sec *corev1.Secret, o *options, pass *kcfg.Pass) clusterregistr
 	return c
 }
 
-func argoRESTConfig(sec *corev1.Secret, policy clusterregistry.TrustPolicy) (*rest.Config, error) {
+func argoRESTConfig(sec *corev1.Secret, policy trust.Policy) (*rest.Config, error) {
 	server := string(sec.Data["server"])
 	if server == "" {
 		return nil, fieldErr(sec, "data[server]", kcfg.ErrEmpty)
@@ -189,7 +190,7 @@ func argoRESTConfig(sec *corev1.Secret, policy clusterregistry.TrustPolicy) (*re
 	return cfg, nil
 }
 
-// argoFields names the Argo CD settings that TrustPolicy.CheckConfig names by
+// argoFields names the Argo CD settings that trust.Policy.CheckConfig names by
 // their rest.Config fields.
 var argoFields = map[string]string{
 	"config.execProvider": "execProviderConfig",

@@ -7,9 +7,9 @@ import (
 
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
+	"github.com/clusterregistry/clusterregistry/source/internal/credcheck"
 	"github.com/clusterregistry/clusterregistry/source/secret"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // FuzzKubeconfigSecret checks that no kubeconfig in a Secret makes the
@@ -47,8 +47,8 @@ users: [{name: u, user: {auth-provider: {name: gcp, config: {cmd-path: /bin/sh, 
 		if c.Name != "prod" {
 			t.Fatalf("cluster named %q, not after its Secret", c.Name)
 		}
-		secrets, public := leakcheck.Kubeconfig(data)
-		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public, secrets...)
+		secrets, public := credcheck.Kubeconfig(data)
+		credcheck.Cluster(t, c, &trust.Untrusted, public, secrets...)
 	})
 }
 
@@ -92,6 +92,6 @@ func FuzzArgoCDSecret(f *testing.F) {
 			}
 		}
 		secrets = append(secrets, server)
-		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, name+"\x00cluster-1\x00argocd", secrets...)
+		credcheck.Cluster(t, c, &trust.Untrusted, name+"\x00cluster-1\x00argocd", secrets...)
 	})
 }

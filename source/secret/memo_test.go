@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/secret"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // resolved returns how many Secrets s has resolved (decoded a kubeconfig,
@@ -203,7 +204,7 @@ clusters: [{name: c, cluster: {server: "https://c.example", certificate-authorit
 contexts: [{name: x, context: {cluster: c, user: u}}]
 users: [{name: u, user: {token: tok-s3cr3t}}]
 `, ca)}))
-	s, err := secret.New(client, secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowLocalFiles: true}))
+	s, err := secret.New(client, secret.WithTrustPolicy(trust.Policy{AllowLocalFiles: true}))
 	require.NoError(t, err)
 	assert.Equal(t, []byte("ca-one"), listOf(t, s)[0].Config.CAData)
 	require.NoError(t, os.WriteFile(ca, []byte("ca-two"), 0o600))

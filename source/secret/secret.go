@@ -39,11 +39,11 @@
 //
 // Whoever can write the selected Secrets chooses what the service connects
 // to, so select a namespace that only administrators can write. The Secrets
-// are untrusted by default (clusterregistry.UntrustedPolicy): a kubeconfig
+// are untrusted by default (trust.Untrusted): a kubeconfig
 // or config that asks for an exec or auth-provider plugin (Argo CD's
 // execProviderConfig included), or that refers to a file on the service's
 // host, is listed with an error that names the setting and wraps
-// clusterregistry.ErrRefused, and nothing it names is read or run.
+// trust.ErrRefused, and nothing it names is read or run.
 // WithTrustPolicy allows more, such as exec plugins for EKS or GKE clusters
 // when only administrators can write the Secrets.
 //
@@ -74,6 +74,7 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // A Format says how a Secret describes a cluster.
@@ -128,7 +129,7 @@ type options struct {
 	format      Format
 	key         string
 	defaultName string
-	policy      clusterregistry.TrustPolicy
+	policy      trust.Policy
 	rename      func(string) string
 	maxSize     int64
 	maxClusters int
@@ -170,10 +171,10 @@ func WithDefault(name string) Option {
 // auth-provider plugins (in the Kubeconfig format) or execProviderConfig (in
 // Argo CD's), references to files on the service's host, insecure TLS and
 // proxies. A Secret that uses a refused setting is listed with an error that
-// names the setting and wraps clusterregistry.ErrRefused; nothing it names is
-// read or run. Default: clusterregistry.UntrustedPolicy, which refuses
+// names the setting and wraps trust.ErrRefused; nothing it names is
+// read or run. Default: trust.Untrusted, which refuses
 // plugins and local files.
-func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+func WithTrustPolicy(p trust.Policy) Option {
 	return optionFunc(func(o *options) { o.policy = p })
 }
 
@@ -221,7 +222,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source that reads Secrets through client. It validates the
 // options and starts nothing.
 func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
-	o := options{key: DefaultKey, policy: clusterregistry.UntrustedPolicy, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters}
+	o := options{key: DefaultKey, policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}

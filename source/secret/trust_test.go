@@ -17,10 +17,10 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 	kcsource "github.com/clusterregistry/clusterregistry/source/kubeconfig"
 	"github.com/clusterregistry/clusterregistry/source/secret"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // TestExecFromSecretsNeverRuns drives a real Syncer with the library's
@@ -72,7 +72,7 @@ func TestExecFromSecretsNeverRuns(t *testing.T) {
 			srv := trusttest.NewServer(t)
 			marker := trusttest.Marker(t)
 			s, err := secret.New(fake.NewClientset(f.secret(srv, marker)),
-				append(f.opts, secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true}))...)
+				append(f.opts, secret.WithTrustPolicy(trust.Policy{AllowExec: true}))...)
 			require.NoError(t, err)
 			reg := trusttest.RunSyncer(t, s)
 
@@ -110,7 +110,7 @@ func TestLocalFilesFromSecretsAreNotOpened(t *testing.T) {
 		assert.NotContains(t, c.Err.Error(), "k3y")
 
 		// Allowed, the file is read: the checks above could fail.
-		c = secret.Cluster(newSource(t, secret.WithTrustPolicy(clusterregistry.TrustPolicy{AllowLocalFiles: true})), sec)
+		c = secret.Cluster(newSource(t, secret.WithTrustPolicy(trust.Policy{AllowLocalFiles: true})), sec)
 		require.NoError(t, c.Err)
 		assert.Equal(t, content, string(c.Config.KeyData))
 	})
@@ -120,11 +120,11 @@ func TestArgoCDPolicy(t *testing.T) {
 	const loc = "argocd/cluster-1"
 	give := map[string]string{"name": "prod", "server": "https://x", "config": `{"tlsClientConfig": {"insecure": true}, "proxyUrl": "http://proxy:3128"}`}
 	c := secret.Cluster(newSource(t, secret.WithFormat(secret.ArgoCD)), argoSecret("argocd", "cluster-1", give))
-	assert.Equal(t, got{Name: "prod", Host: "https://x"}, summarize(t, c), "UntrustedPolicy accepts insecure and proxies")
+	assert.Equal(t, got{Name: "prod", Host: "https://x"}, summarize(t, c), "trust.Untrusted accepts insecure and proxies")
 
-	c = secret.Cluster(newSource(t, secret.WithFormat(secret.ArgoCD), secret.WithTrustPolicy(clusterregistry.TrustPolicy{})), argoSecret("argocd", "cluster-1", give))
+	c = secret.Cluster(newSource(t, secret.WithFormat(secret.ArgoCD), secret.WithTrustPolicy(trust.Policy{})), argoSecret("argocd", "cluster-1", give))
 	assert.Equal(t, got{Name: "prod", Err: loc + "|data[config].tlsClientConfig.insecure"}, summarize(t, c))
-	assert.ErrorIs(t, c.Err, clusterregistry.ErrRefused)
+	assert.ErrorIs(t, c.Err, trust.ErrRefused)
 	assert.ErrorContains(t, c.Err, "so are config.proxy")
 }
 

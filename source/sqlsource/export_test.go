@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 )
 
 // Row returns the cluster that s makes of a row, as row 1, that holds only a
@@ -24,3 +25,7 @@ var SameRow = sameRow
 
 // Scrub is scrub.
 var Scrub = scrub
+
+// MemoOf returns s's memo of resolved kubeconfigs: tests count its decodes,
+// and Disable gives a baseline for benchmarks.
+func MemoOf(s *Source) *kcfg.Memo { return &s.memo }

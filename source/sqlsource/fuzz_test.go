@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/clusterregistry/clusterregistry"
-	"github.com/clusterregistry/clusterregistry/source/internal/leakcheck"
+	"github.com/clusterregistry/clusterregistry/source/internal/credcheck"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
-// FuzzRow checks a row as a Source with its defaults (UntrustedPolicy)
+// FuzzRow checks a row as a Source with its defaults (trust.Untrusted)
 // reads it: no name or kubeconfig makes it panic; the row is either usable,
 // with nothing the policy refuses in its config and a valid name, or has an
 // error at "row 1" that names a field; and no error quotes a credential.
@@ -35,8 +36,8 @@ users: [{name: u, user: {exec: {command: /bin/sh, args: [-c, "touch /tmp/pwned"]
 	}
 	f.Fuzz(func(t *testing.T, name string, kubeconfig []byte) {
 		c := sqlsource.Row(s, name, kubeconfig)
-		secrets, public := leakcheck.Kubeconfig(kubeconfig)
-		leakcheck.Cluster(t, c, &clusterregistry.UntrustedPolicy, public+"\x00"+name, secrets...)
+		secrets, public := credcheck.Kubeconfig(kubeconfig)
+		credcheck.Cluster(t, c, &trust.Untrusted, public+"\x00"+name, secrets...)
 		var fe *clusterregistry.FieldError
 		if c.Err != nil && (!errors.As(c.Err, &fe) || fe.Location != "row 1" || fe.Field == "") {
 			t.Fatalf("row %q: error %v is not a FieldError at the row naming a field", name, c.Err)

@@ -50,15 +50,26 @@
 // error goes. Without a change query, Watch returns at once: there is nothing
 // to watch, and the Syncer lists on its interval.
 //
+// SQLite: the Source reads while another program writes the file. In
+// SQLite's default rollback-journal mode a writer's lock makes the read fail
+// at once with SQLITE_BUSY ("database is locked"), and a reader can make the
+// writer fail the same way; the List then fails (the Syncer keeps its last
+// good state) or the other program's write does. Give both connections a
+// busy timeout, so that they wait for the lock instead (PRAGMA busy_timeout,
+// in the DSN of modernc.org/sqlite "file:clusters.db?_pragma=busy_timeout(5000)";
+// mattn/go-sqlite3: "?_busy_timeout=5000"), and preferably put the database
+// in WAL mode (PRAGMA journal_mode=WAL, which persists in the file), in which
+// readers and a writer do not block one another.
+//
 // A List decodes only the kubeconfigs that the previous one did not list,
 // found by a SHA-256 of their bytes after WithTransform (and those that
 // failed or name local files), so a List of many unchanged rows costs little
 // more than the query.
 //
-// Rows are untrusted by default (clusterregistry.UntrustedPolicy; see
+// Rows are untrusted by default (trust.Untrusted; see
 // WithTrustPolicy): a kubeconfig that asks for an exec or auth-provider
 // plugin, or refers to a file on the service's host, is listed with an error
-// that names the setting and wraps clusterregistry.ErrRefused, and nothing it
+// that names the setting and wraps trust.ErrRefused, and nothing it
 // names is read or run. WithTransform decodes kubeconfigs that the table
 // keeps encrypted.
 //
@@ -86,12 +97,8 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
-	"github.com/clusterregistry/clusterregistry/source/sqlsource/internal/memohook"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
-
-func init() {
-	memohook.Of = func(src any) *kcfg.Memo { return &src.(*Source).memo }
-}
 
 // Defaults of the options.
 const (
@@ -114,7 +121,7 @@ type Option interface {
 type options struct {
 	query       string
 	args        []any
-	policy      clusterregistry.TrustPolicy
+	policy      trust.Policy
 	rename      func(string) string
 	maxSize     int64
 	maxClusters int
@@ -188,9 +195,9 @@ func WithLogger(l logr.Logger) Option {
 // auth-provider plugins, references to files on the service's host,
 // insecure-skip-tls-verify and proxy-url. A row that uses a refused setting
 // is listed with an error that names the setting and wraps
-// clusterregistry.ErrRefused; nothing it names is read or run. Default:
-// clusterregistry.UntrustedPolicy, which refuses plugins and local files.
-func WithTrustPolicy(p clusterregistry.TrustPolicy) Option {
+// trust.ErrRefused; nothing it names is read or run. Default:
+// trust.Untrusted, which refuses plugins and local files.
+func WithTrustPolicy(p trust.Policy) Option {
 	return optionFunc(func(o *options) { o.policy = p })
 }
 
@@ -241,7 +248,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 func New(db *sql.DB, opts ...Option) (*Source, error) {
 	o := options{
 		query:        DefaultQuery,
-		policy:       clusterregistry.UntrustedPolicy,
+		policy:       trust.Untrusted,
 		maxSize:      DefaultMaxSize,
 		maxClusters:  DefaultMaxClusters,
 		pollInterval: DefaultPollInterval,

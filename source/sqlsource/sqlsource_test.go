@@ -11,6 +11,7 @@ import (
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // The tests against a real database are in the sqltest module, so that this
@@ -47,10 +48,10 @@ users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.
 	s, err := sqlsource.New(&sql.DB{})
 	require.NoError(t, err)
 	c := sqlsource.Row(s, "prod", []byte(exec))
-	assert.ErrorIs(t, c.Err, clusterregistry.ErrRefused)
+	assert.ErrorIs(t, c.Err, trust.ErrRefused)
 	assert.Equal(t, "row 1|kubeconfig.users[u].exec", fieldOf(c))
 
-	s, err = sqlsource.New(&sql.DB{}, sqlsource.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true}))
+	s, err = sqlsource.New(&sql.DB{}, sqlsource.WithTrustPolicy(trust.Policy{AllowExec: true}))
 	require.NoError(t, err)
 	c = sqlsource.Row(s, "prod", []byte(exec))
 	require.NoError(t, c.Err)
@@ -76,7 +77,7 @@ users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.
 	assert.Equal(t, "row 1|name", fieldOf(c))
 	assert.ErrorContains(t, c.Err, "WithRename")
 
-	s, err = sqlsource.New(&sql.DB{}, sqlsource.WithRename(kubeconfig.SanitizeName), sqlsource.WithTrustPolicy(clusterregistry.TrustedPolicy))
+	s, err = sqlsource.New(&sql.DB{}, sqlsource.WithRename(kubeconfig.SanitizeName), sqlsource.WithTrustPolicy(trust.Trusted))
 	require.NoError(t, err)
 	c = sqlsource.Row(s, "eu/prod", []byte(exec))
 	require.NoError(t, c.Err)

@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // BenchmarkCluster measures one kubeconfig's way to a rest.Config, which a
@@ -26,7 +26,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 	b.Run("impl=ours", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			f, err := Decode(data, Options{Location: "row 1", Field: "kubeconfig", Policy: clusterregistry.UntrustedPolicy, MaxSize: 1 << 20})
+			f, err := Decode(data, Options{Location: "row 1", Field: "kubeconfig", Policy: trust.Untrusted, MaxSize: 1 << 20})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -39,7 +39,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 		// What a List pays for an unchanged kubeconfig: its hash and a copy
 		// of the config.
 		var m Memo
-		opts := Options{Location: "row 1", Field: "kubeconfig", Policy: clusterregistry.UntrustedPolicy, MaxSize: 1 << 20}
+		opts := Options{Location: "row 1", Field: "kubeconfig", Policy: trust.Untrusted, MaxSize: 1 << 20}
 		p := m.Pass()
 		p.One(data, opts)
 		p.Done()

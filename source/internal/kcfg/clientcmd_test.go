@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // TestSameConfigAsClientcmd checks that a context resolves to the rest.Config
@@ -50,7 +50,7 @@ users: [{name: u, user: {token: t}}]`},
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := []byte(head + tt.give)
-			f, err := Decode(data, Options{Location: "test", Policy: clusterregistry.TrustedPolicy})
+			f, err := Decode(data, Options{Location: "test", Policy: trust.Trusted})
 			require.NoError(t, err)
 			got := One(f)
 			require.NoError(t, got.Err)

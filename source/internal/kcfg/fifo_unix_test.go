@@ -12,6 +12,7 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // TestNamedPipeIsRefusedWithoutBlocking points a trusted kubeconfig's file
@@ -57,7 +58,7 @@ users: [{name: u, user: {tokenFile: "PATH"}}]`,
 			fifo := trusttest.NamedPipe(t)
 			data := "current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]" +
 				strings.ReplaceAll(tt.kubeconfig, "PATH", fifo)
-			f, err := Decode([]byte(data), Options{Location: "/etc/kube/config", Policy: clusterregistry.TrustedPolicy})
+			f, err := Decode([]byte(data), Options{Location: "/etc/kube/config", Policy: trust.Trusted})
 			require.NoError(t, err)
 
 			clusters := trusttest.Within(t, fifo, func() []clusterregistry.Cluster { return Merge(f).Clusters() })

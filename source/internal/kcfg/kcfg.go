@@ -39,6 +39,7 @@ import (
 	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
 	"github.com/clusterregistry/clusterregistry/source/internal/safefile"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // execInfoExtension is the cluster extension that client-go hands to exec
@@ -62,7 +63,7 @@ type Options struct {
 	// Policy says which settings the kubeconfig may use. It is applied to a
 	// context's cluster and user entries before any file they name is read.
 	// The zero Policy refuses everything it covers.
-	Policy clusterregistry.TrustPolicy
+	Policy trust.Policy
 	// MaxSize bounds the kubeconfig's size in bytes; 0 means no bound.
 	MaxSize int64
 	// Rename, when set, gives the cluster name of a context (Set.Clusters);
@@ -526,7 +527,7 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 	}
 	if u.Exec != nil {
 		if !f.opts.Policy.AllowExec {
-			return u, f.Err(field+".exec", clusterregistry.ErrRefused)
+			return u, f.Err(field+".exec", trust.ErrRefused)
 		}
 		exec := *u.Exec
 		// As client-go: a command with a path separator is a path, resolved
@@ -543,8 +544,8 @@ func (f *File) user(field string, u clientcmdv1.AuthInfo) (clientcmdv1.AuthInfo,
 }
 
 var (
-	errNoFiles         = fmt.Errorf("%w: refers to a local file", clusterregistry.ErrRefused)
-	errRelativeCommand = fmt.Errorf("%w: a relative path is resolved against local files; use an absolute path or a name looked up in PATH", clusterregistry.ErrRefused)
+	errNoFiles         = fmt.Errorf("%w: refers to a local file", trust.ErrRefused)
+	errRelativeCommand = fmt.Errorf("%w: a relative path is resolved against local files; use an absolute path or a name looked up in PATH", trust.ErrRefused)
 )
 
 // checkCluster applies f's trust policy to a cluster entry. A refusal names

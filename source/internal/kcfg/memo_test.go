@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // oneCluster is a kubeconfig with one context whose cluster is at server.
@@ -25,7 +26,7 @@ users: [{name: u, user: {token: tok-s3cr3t}}]
 }
 
 func rowOpts(row int) Options {
-	return Options{Location: fmt.Sprintf("row %d", row), Field: "kubeconfig", Policy: clusterregistry.UntrustedPolicy, MaxSize: 1 << 20}
+	return Options{Location: fmt.Sprintf("row %d", row), Field: "kubeconfig", Policy: trust.Untrusted, MaxSize: 1 << 20}
 }
 
 func where(t *testing.T, err error) string {
@@ -170,7 +171,7 @@ func TestPassDoesNotKeepWhatReadsFiles(t *testing.T) {
 	token := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(ca, []byte("ca-one"), 0o600))
 	require.NoError(t, os.WriteFile(token, []byte("tok-s3cr3t"), 0o600))
-	opts := Options{Location: "hub/a", Field: "data[kubeconfig]", Policy: clusterregistry.TrustedPolicy}
+	opts := Options{Location: "hub/a", Field: "data[kubeconfig]", Policy: trust.Trusted}
 	withCA := fmt.Appendf(nil, `
 current-context: x
 clusters: [{name: c, cluster: {server: "https://c", certificate-authority: %q}}]
@@ -240,7 +241,7 @@ func TestKeyOfSeparatesParts(t *testing.T) {
 // under -race: the kept configs, exec configs with cluster info included,
 // are never written.
 func TestConcurrentPasses(t *testing.T) {
-	policy := clusterregistry.UntrustedPolicy
+	policy := trust.Untrusted
 	policy.AllowExec = true
 	opts := Options{Location: "row 1", Field: "kubeconfig", Policy: policy}
 	var datas [][]byte
@@ -290,7 +291,7 @@ current-context: a
 clusters: [{name: c, cluster: {server: "https://c", certificate-authority-data: Y2EtZGF0YQ==}}]
 contexts: [{name: a, context: {cluster: c, user: u}}, {name: b, context: {cluster: c, user: nobody}}]
 users: [{name: u, user: {token: tok-s3cr3t}}]
-`), Options{Location: "/etc/clusters/one", Policy: clusterregistry.TrustedPolicy})
+`), Options{Location: "/etc/clusters/one", Policy: trust.Trusted})
 	require.NoError(t, err)
 	want := Merge(f).Defs()
 
@@ -324,7 +325,7 @@ current-context: a
 clusters: [{name: c, cluster: {server: "https://c", certificate-authority: ca.crt}}]
 contexts: [{name: a, context: {cluster: c, user: u}}]
 users: [{name: u, user: {token: tok-s3cr3t}}]
-`), Options{Location: filepath.Join(dir, "config"), Dir: dir, Policy: clusterregistry.TrustedPolicy})
+`), Options{Location: filepath.Join(dir, "config"), Dir: dir, Policy: trust.Trusted})
 	require.NoError(t, err)
 	require.Equal(t, []byte("ca-one"), f.Defs()[0].Cluster.Config.CAData)
 	require.NoError(t, os.WriteFile(ca, []byte("ca-two"), 0o600))

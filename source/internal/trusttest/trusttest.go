@@ -25,6 +25,7 @@ import (
 	fakeclock "k8s.io/utils/clock/testing"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // Server is an HTTPS API server that answers GET /version to requests that
@@ -180,12 +181,12 @@ func RunSyncer(t testing.TB, src clusterregistry.ClusterSource) *clusterregistry
 }
 
 // RequireRefused fails t unless err is a *clusterregistry.FieldError at
-// location, naming field, that wraps clusterregistry.ErrRefused.
+// location, naming field, that wraps trust.ErrRefused.
 func RequireRefused(t testing.TB, err error, location, field string) {
 	t.Helper()
 	var fe *clusterregistry.FieldError
 	require.ErrorAs(t, err, &fe)
-	require.ErrorIs(t, err, clusterregistry.ErrRefused)
+	require.ErrorIs(t, err, trust.ErrRefused)
 	require.Equal(t, location, fe.Location)
 	require.Equal(t, field, fe.Field)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/clusterregistry/clusterregistry/source/internal/trusttest"
 	kcsource "github.com/clusterregistry/clusterregistry/source/kubeconfig"
 	"github.com/clusterregistry/clusterregistry/source/sqlsource"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 func TestMain(m *testing.M) {
@@ -238,7 +239,7 @@ users: [{name: u, user: {exec: {command: get-token, apiVersion: client.authentic
 		{Name: "file", Revision: "1", Err: "row 1|kubeconfig.clusters[c].certificate-authority"},
 	}, summarize(t, clusters))
 	for _, c := range clusters {
-		assert.ErrorIs(t, c.Err, clusterregistry.ErrRefused)
+		assert.ErrorIs(t, c.Err, trust.ErrRefused)
 	}
 }
 
@@ -254,7 +255,7 @@ func TestExecFromARowNeverRuns(t *testing.T) {
 			insert(t, db, "x", trusttest.ExecKubeconfig(srv, marker), true, true, nil)
 			opts := []sqlsource.Option{sqlsource.WithQuery(query)}
 			if allow {
-				opts = append(opts, sqlsource.WithTrustPolicy(clusterregistry.TrustPolicy{AllowExec: true}))
+				opts = append(opts, sqlsource.WithTrustPolicy(trust.Policy{AllowExec: true}))
 			}
 			src, err := sqlsource.New(db, opts...)
 			require.NoError(t, err)

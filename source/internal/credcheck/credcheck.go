@@ -1,7 +1,7 @@
-// Package leakcheck helps the fuzz tests of the sources check that an error
+// Package credcheck helps the fuzz tests of the sources check that an error
 // quotes no credential, and that every cluster listed is either usable or an
 // error.
-package leakcheck
+package credcheck
 
 import (
 	"encoding/base64"
@@ -13,6 +13,7 @@ import (
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/trust"
 )
 
 // Kubeconfig decodes data as the sources do and returns its credential
@@ -75,7 +76,7 @@ func Quoted(msg, public string, secrets ...string) string {
 // that policy refuses (when policy is not nil), or has an error that quotes
 // one of secrets (unless the value is also among the public strings that an
 // error may name).
-func Cluster(t testing.TB, c clusterregistry.Cluster, policy *clusterregistry.TrustPolicy, public string, secrets ...string) {
+func Cluster(t testing.TB, c clusterregistry.Cluster, policy *trust.Policy, public string, secrets ...string) {
 	t.Helper()
 	if c.Err == nil {
 		if c.Config == nil {

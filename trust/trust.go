@@ -1,17 +1,23 @@
-package clusterregistry
+// Package trust says which settings of a cluster description a source
+// accepts: exec and auth-provider plugins, files on the service's own disk,
+// insecure-skip-tls-verify and proxy-url. Sources apply a Policy before they
+// run or read anything a description names; Trusted and Untrusted are their
+// defaults.
+package trust
 
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"k8s.io/client-go/rest"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/clusterregistry/clusterregistry"
 )
 
-// A TrustPolicy says which settings of a cluster description a source
-// accepts. Cluster definitions often come from people: a dashboard's "import
+// A Policy says which settings of a cluster description a source accepts.
+// Cluster definitions often come from people: a dashboard's "import
 // kubeconfig" form, a Secret anyone with write access to a namespace can
 // create, a row in a shared database. A kubeconfig can name a command for the
 // service to run (exec), an auth-provider plugin, or files on the service's
@@ -20,9 +26,9 @@ import (
 //
 // Sources apply their policy when they turn a description into a rest config,
 // before anything is run or read; a refused setting becomes the cluster's
-// error, naming the setting. The zero TrustPolicy refuses everything it
-// covers; TrustedPolicy and UntrustedPolicy are the sources' defaults.
-type TrustPolicy struct {
+// error, naming the setting. The zero Policy refuses everything it covers;
+// Trusted and Untrusted are the sources' defaults.
+type Policy struct {
 	// AllowExec accepts exec credential plugins (users[].user.exec): a
 	// command the service will run.
 	AllowExec bool
@@ -39,25 +45,24 @@ type TrustPolicy struct {
 }
 
 var (
-	// TrustedPolicy accepts every setting. It is the default of sources that
-	// read the operator's own files (kubeconfig files and directories,
-	// in-cluster).
-	TrustedPolicy = TrustPolicy{AllowExec: true, AllowAuthProvider: true, AllowLocalFiles: true, AllowInsecure: true, AllowProxy: true}
+	// Trusted accepts every setting. It is the default of sources that read
+	// the operator's own files (kubeconfig files and directories, in-cluster).
+	Trusted = Policy{AllowExec: true, AllowAuthProvider: true, AllowLocalFiles: true, AllowInsecure: true, AllowProxy: true}
 
-	// UntrustedPolicy refuses exec and auth-provider plugins and references to
+	// Untrusted refuses exec and auth-provider plugins and references to
 	// local files, and accepts insecure-skip-tls-verify and proxy-url. It is
 	// the default of sources whose bytes users supply (Secrets, SQL rows).
-	UntrustedPolicy = TrustPolicy{AllowInsecure: true, AllowProxy: true}
+	Untrusted = Policy{AllowInsecure: true, AllowProxy: true}
 )
 
-// ErrRefused is wrapped by the error of a setting that a TrustPolicy refuses.
+// ErrRefused is wrapped by the error of a setting that a Policy refuses.
 var ErrRefused = errors.New("refused by the source's trust policy")
 
 // CheckKubeconfig checks a kubeconfig's cluster and user entries, before
-// anything they name is run or read. The error is a *FieldError whose Field
-// names the first refused setting; it wraps ErrRefused. Either entry may be
-// nil.
-func (p TrustPolicy) CheckKubeconfig(cluster *clientcmdapi.Cluster, user *clientcmdapi.AuthInfo) error {
+// anything they name is run or read. The error is a
+// *clusterregistry.FieldError whose Field names the first refused setting;
+// it wraps ErrRefused. Either entry may be nil.
+func (p Policy) CheckKubeconfig(cluster *clientcmdapi.Cluster, user *clientcmdapi.AuthInfo) error {
 	var refused []string
 	if cluster != nil {
 		if cluster.CertificateAuthority != "" && !p.AllowLocalFiles {
@@ -95,7 +100,7 @@ func (p TrustPolicy) CheckKubeconfig(cluster *clientcmdapi.Cluster, user *client
 // CheckConfig checks a rest config, for sources that build one without a
 // kubeconfig. Its errors are those of CheckKubeconfig, with the rest.Config
 // field names.
-func (p TrustPolicy) CheckConfig(c *rest.Config) error {
+func (p Policy) CheckConfig(c *rest.Config) error {
 	if c == nil {
 		return nil
 	}
@@ -133,28 +138,5 @@ func refusal(fields []string) error {
 	if len(fields) > 1 {
 		err = fmt.Errorf("%w (so are %s)", ErrRefused, strings.Join(fields[1:], ", "))
 	}
-	return &FieldError{Field: fields[0], Err: err}
-}
-
-// MaxNameLength is the longest cluster name ValidateName accepts.
-const MaxNameLength = 253
-
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._:@-]*[A-Za-z0-9])?$`)
-
-// ValidateName checks that name can serve as a cluster name: 1 to 253
-// characters, letters, digits and . _ : @ -, starting and ending with a letter
-// or digit. Such a name is safe in a URL path segment, an HTTP header, a
-// metric label and a log line. The Syncer ignores listed clusters whose name
-// fails it (SyncReport.Invalid). Kubeconfig context names with other
-// characters (EKS's "arn:...:cluster/name", say) need a source's renaming.
-func ValidateName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("must not be empty")
-	case len(name) > MaxNameLength:
-		return fmt.Errorf("must be at most %d characters, not %d", MaxNameLength, len(name))
-	case !namePattern.MatchString(name):
-		return errors.New("must be letters, digits and . _ : @ -, starting and ending with a letter or digit")
-	}
-	return nil
+	return &clusterregistry.FieldError{Field: fields[0], Err: err}
 }
