@@ -4,6 +4,7 @@ package clusterregistry
 // builds, with its events.
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -121,7 +122,6 @@ func (a *assembly[T]) member(p *plan[T]) *member[T] {
 		m.client = m.h.client
 	}
 	if m.fail == nil && p.old != nil && p.old.fail != nil {
-		a.s.opts.logger.Info("Cluster recovered", "cluster", m.name)
 		a.event(EventRecovered, m.name, nil)
 	}
 	if p.old != nil && sameMember(p.old, m) {
@@ -170,7 +170,6 @@ func (a *assembly[T]) failed(m *member[T], p *plan[T]) {
 	a.rep.Failed = append(a.rep.Failed, m.name)
 	a.noteRetry(m.fail.err.NextRetry)
 	if p.old == nil || p.old.fail == nil || p.old.fail.err != m.fail.err {
-		a.s.logFailure(m.fail.err)
 		a.event(EventFailed, m.name, m.fail.err)
 	}
 }
@@ -258,12 +257,22 @@ func (s *Syncer[T]) backoff(attempts int) time.Duration {
 	return min(d, s.opts.backoffMax)
 }
 
-func (s *Syncer[T]) logFailure(err *ClusterError) {
-	kv := []any{"cluster", err.Name, "attempts", err.Attempts}
-	if !err.NextRetry.IsZero() {
-		kv = append(kv, "nextRetry", err.NextRetry)
+// logEvents logs the failures and recoveries among events. No lock is held:
+// the logger's sink is the caller's code.
+func (s *Syncer[T]) logEvents(events []Event) {
+	for _, ev := range events {
+		var ce *ClusterError
+		switch {
+		case ev.Type == EventRecovered:
+			s.opts.logger.Info("Cluster recovered", "cluster", ev.Name)
+		case ev.Type == EventFailed && errors.As(ev.Err, &ce):
+			kv := []any{"cluster", ce.Name, "attempts", ce.Attempts}
+			if !ce.NextRetry.IsZero() {
+				kv = append(kv, "nextRetry", ce.NextRetry)
+			}
+			s.opts.logger.Error(ce.Err, "Cluster failed; keeping its last good client, if any", kv...)
+		}
 	}
-	s.opts.logger.Error(err.Err, "Cluster failed; keeping its last good client, if any", kv...)
 }
 
 func sameErr(a, b error) bool {

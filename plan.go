@@ -126,10 +126,11 @@ type syncRun[T any] struct {
 	plans []plan[T]
 	def   defaultPick // from the whole listing, whatever is built yet
 
-	rep     SyncReport
-	early   SyncReport // what partial publishes did
-	retired []retiree[T]
-	builds  []built[T]
+	rep       SyncReport
+	early     SyncReport // what partial publishes did
+	retired   []retiree[T]
+	builds    []built[T]
+	published []Event // for the log
 }
 
 // partialPublishEvery is how often a sync that waits for slow builds
@@ -193,6 +194,7 @@ func (r *syncRun[T]) stage(view []plan[T], rep *SyncReport) {
 	r.rep.LockHeld = max(r.rep.LockHeld, r.s.reg.publish(next, events, gone))
 	r.rep.Generation, r.rep.Published = next.generation, true
 	r.cur = next
+	r.published = append(r.published, events...)
 }
 
 // mergeEarly adds what the partial publishes did to the report of the final
@@ -208,7 +210,7 @@ func (r *syncRun[T]) mergeEarly() {
 // cancelled ends a sync whose context ended during its builds: it publishes
 // nothing more, and hands what it built and did not publish to phase 4.
 func (r *syncRun[T]) cancelled(err error) outcome[T] {
-	out := outcome[T]{rep: r.rep, err: err, retired: r.retired, builds: r.builds}
+	out := outcome[T]{rep: r.rep, err: err, retired: r.retired, builds: r.builds, events: r.published}
 	for i := range r.plans {
 		if h := r.plans[i].h; h != nil {
 			out.unpublished = append(out.unpublished, h.client)

@@ -284,6 +284,14 @@ type state[T any] struct {
 }
 
 func (s *state[T]) get(name string) (T, error) {
+	// The common case first, small enough to inline into Get.
+	if m := s.members[name]; m != nil && m.h != nil {
+		return m.client, nil
+	}
+	return s.getSlow(name)
+}
+
+func (s *state[T]) getSlow(name string) (T, error) {
 	var zero T
 	m, ok := s.members[name]
 	switch {

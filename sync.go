@@ -187,6 +187,7 @@ type outcome[T any] struct {
 	retired     []retiree[T] // clients that left the Registry
 	unpublished []T          // clients that a cancelled sync built
 	builds      []built[T]   // for the Observer
+	events      []Event      // published, for the log
 }
 
 // finish runs phase 4 of a sync, with no lock held: it releases what left
@@ -199,6 +200,7 @@ func (s *Syncer[T]) finish(out outcome[T]) {
 		s.builder.Release(c)
 		s.releases.Done()
 	}
+	s.logEvents(out.events)
 	rep := out.rep
 	log := s.opts.logger.V(1)
 	if rep.Published || out.err != nil {
@@ -418,7 +420,7 @@ func (s *Syncer[T]) syncLocked(ctx context.Context) outcome[T] {
 	r.stage(plans, &r.rep)
 	r.mergeEarly()
 	s.finishLocked(&r.rep, start, nil)
-	return outcome[T]{rep: r.rep, retired: r.retired, builds: r.builds}
+	return outcome[T]{rep: r.rep, retired: r.retired, builds: r.builds, events: r.published}
 }
 
 // list lists the source under the source timeout.
