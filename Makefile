@@ -7,7 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 MODULES := . test examples source/sqlsource/sqltest
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: demo test test-unit test-e2e test-examples lint fuzz bench
+.PHONY: demo test test-unit test-e2e test-examples lint api-check api-baseline fuzz bench
 
 ## demo: start three local clusters and a dashboard, and change them while it runs
 demo:
@@ -35,6 +35,16 @@ test-examples:
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do echo "vet + staticcheck: $$m"; (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
+
+## api-check: the library's public API against the baselines in api/ (apidiff); an
+## incompatible change fails unless api/BREAKING lists it (see api/README.md)
+api-check:
+	./.ci/api check
+
+## api-baseline: regenerate api/*.apidiff from this tree and empty api/BREAKING
+## (at a release, or after intended breaks are merged)
+api-baseline:
+	./.ci/api baseline
 
 ## bench: the benchmarks against baselines A, B and L (and client-go for the cold start), then the table of ratios README shows
 bench:
