@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,7 +94,7 @@ func TestDefaultWhileItsFirstBuildRuns(t *testing.T) {
 
 	_, err := f.reg.Default()
 	assert.ErrorIs(t, err, clusterregistry.ErrClusterNotFound)
-	assert.ErrorContains(t, err, `default cluster "n": first build still running`)
+	assert.ErrorContains(t, err, `default cluster "n": not built yet`)
 	close(f.builder.unstuck)
 	<-done
 	c, err := f.reg.Default()
@@ -249,4 +251,91 @@ func TestAStoppedRegistrySaysSo(t *testing.T) {
 	defer late.Close()
 	_, err = late.Next(nctx)
 	assert.ErrorIs(t, err, clusterregistry.ErrStopped, "a subscription taken after the stop ends at once")
+}
+
+// stepUntil steps f's clock by a second until cond holds.
+func stepUntil(t *testing.T, f *fixture, cond func() bool, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		f.clock.Step(time.Second)
+		return cond()
+	}, 10*time.Second, 10*time.Millisecond, msg)
+}
+
+func TestASlowBuildHoldsBackNothingThatNeedsNoBuild(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithBuildTimeout(time.Hour)) // n's build outlasts the test
+	f.src.Set(asDefault(cluster("a", "https://a")), cluster("x", "https://x"))
+	f.sync(t)
+	f.src.Set(cluster("a", "https://a"), asDefault(cluster("n", "stuck://n")))
+	done := syncAsync(f)
+	require.Eventually(t, func() bool { return f.builder.inflight.Load() == 1 && f.clock.HasWaiters() },
+		10*time.Second, time.Millisecond)
+
+	stepUntil(t, f, func() bool {
+		_, err := f.reg.Get("x")
+		return errors.Is(err, clusterregistry.ErrClusterNotFound)
+	}, "x's removal waits for n's build")
+	name, err := f.reg.Snapshot().DefaultName()
+	assert.NoError(t, err)
+	assert.Equal(t, "n", name, "exactly one cluster is marked, and its first build runs")
+	close(f.builder.unstuck)
+	<-done
+}
+
+// lateBuilder counts the builds that start after their context ended.
+type lateBuilder struct {
+	*fakeBuilder
+	late atomic.Int32
+}
+
+func (b *lateBuilder) Build(ctx context.Context, c clusterregistry.Cluster) (*fakeClient, error) {
+	if ctx.Err() != nil {
+		b.late.Add(1)
+	}
+	return b.fakeBuilder.Build(ctx, c)
+}
+
+func TestACancelledSyncStartsNoQueuedBuild(t *testing.T) {
+	b := &lateBuilder{fakeBuilder: newFakeBuilder()}
+	var cs []clusterregistry.Cluster
+	for _, n := range []string{"h1", "h2", "h3", "h4", "h5"} {
+		cs = append(cs, cluster(n, "blackhole://"+n))
+	}
+	s, err := clusterregistry.NewSyncer[*fakeClient](clusterregistry.NewMemorySource(cs...), b,
+		clusterregistry.WithConcurrency(1))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := s.Sync(ctx); done <- err }()
+	require.Eventually(t, func() bool { return b.inflight.Load() == 1 }, 10*time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	assert.Zero(t, b.late.Load(), "queued builds started after the sync was cancelled")
+	assert.Equal(t, 1, b.buildCount())
+	require.NoError(t, s.Close())
+}
+
+func TestReleaseAfterTheDrainTimeoutHoldsNoClockLock(t *testing.T) {
+	f := newFixture(t, clusterregistry.WithDrainTimeout(time.Second))
+	b := &reentrantBuilder{fakeBuilder: newFakeBuilder()}
+	s, err := clusterregistry.NewSyncer[*fakeClient](f.src, b, clusterregistry.WithClock(f.clock),
+		clusterregistry.WithDrainTimeout(time.Second))
+	require.NoError(t, err)
+	var once sync.Once
+	synced := make(chan struct{})
+	b.onRelease = func() { once.Do(func() { _, _ = s.Sync(context.Background()); close(synced) }) }
+	f.src.Set(cluster("a", "https://a"))
+	_, err = s.Sync(context.Background())
+	require.NoError(t, err)
+	lease, err := s.Registry().Lease("a")
+	require.NoError(t, err)
+	f.src.Set(withToken(cluster("a", "https://a"), "new"))
+	_, err = s.Sync(context.Background())
+	require.NoError(t, err)
+
+	require.True(t, finishesSoon(func() { f.clock.Step(2 * time.Second) }),
+		"Step deadlocked: Builder.Release ran under the fake clock's lock and called Sync")
+	<-synced
+	lease.Release()
+	require.NoError(t, s.Close())
 }

@@ -2,7 +2,7 @@
 // that talk to many clusters at once: dashboards, multi-cluster controllers,
 // fleet tools.
 //
-// A user starts with four names: a ClusterSource (a package under source/,
+// A user starts from a few names: a ClusterSource (a package under source/,
 // or MemorySource), NewSyncer with ClientBuilder (or a Builder of your own),
 // Syncer.Run, and the Registry's Get, Lease and Snapshot. Everything else is
 // an option (With...), a description (Cluster, ClusterInfo, Health, Event) or

@@ -3,10 +3,14 @@ package clusterregistry
 import "time"
 
 // An Observer is told what the Syncer does, for metrics and tracing. Its
-// methods are called outside every lock, from the Syncer's goroutines (builds
-// and probes from several at once), and must return quickly. Embed
-// NopObserver to implement only some of them. The examples module builds
-// Prometheus metrics on it.
+// methods are called with no lock of the Syncer or the Registry held, from
+// the goroutine that ran the sync or the probe round (BuildDone and ProbeDone
+// in a batch once it ends), and must return quickly. They may call Sync,
+// Probe, Trigger and any Registry method, but not Close, and must not wait
+// for Run to return: both wait for the callback. Calls from concurrent Sync
+// (or Probe) calls may interleave; the Registry's events are the ordered
+// record. Embed NopObserver to implement only some of them. The examples
+// module builds Prometheus metrics on it.
 type Observer interface {
 	// SyncDone is called after every sync with its report, and the source's
 	// error (nil if it was listed).

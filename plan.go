@@ -139,9 +139,12 @@ type syncRun[T any] struct {
 const partialPublishEvery = time.Second
 
 // awaitBuilds builds what the plans ask for and waits for every build,
-// publishing every partialPublishEvery what has finished meanwhile.
+// publishing every partialPublishEvery what has finished meanwhile, and what
+// needed no build (a removal, a new default, labels, an unusable
+// description), so that a slow build holds back nothing else.
 func (r *syncRun[T]) awaitBuilds(ctx context.Context) {
-	waiting, done := r.s.startBuilds(ctx, r.plans)
+	waiting, done, wait := r.s.startBuilds(ctx, r.plans)
+	defer wait()
 	if waiting == 0 {
 		return
 	}
@@ -149,7 +152,7 @@ func (r *syncRun[T]) awaitBuilds(ctx context.Context) {
 	for i := range r.plans {
 		pending[i] = r.plans[i].build
 	}
-	fresh := 0 // builds finished since the last publish
+	fresh := 1 // what to publish since the last partial publish; at first, all that needs no build
 	tick := r.s.opts.clock.NewTimer(partialPublishEvery)
 	defer func() { tick.Stop() }()
 	for waiting > 0 {
@@ -158,7 +161,9 @@ func (r *syncRun[T]) awaitBuilds(ctx context.Context) {
 			waiting--
 			r.plans[b.i].h, r.plans[b.i].err = b.h, b.err
 			pending[b.i] = false
-			r.builds = append(r.builds, b)
+			if b.started {
+				r.builds = append(r.builds, b)
+			}
 			fresh++
 		case <-tick.C():
 			if fresh > 0 && ctx.Err() == nil {
@@ -230,18 +235,20 @@ func sortedUnion(a, b []string) []string {
 
 // built is the outcome of the build of plans[i].
 type built[T any] struct {
-	i    int
-	name string
-	h    *handle[T]
-	err  error
-	took time.Duration
+	i       int
+	name    string
+	h       *handle[T]
+	err     error
+	took    time.Duration
+	started bool // false for a build that ctx's end kept from starting
 }
 
 // startBuilds starts the planned builds, at most the configured number at
-// once, and returns how many it started and a channel that receives the
-// outcome of each. The caller must receive all of them, and is the one to
-// write them into the plans.
-func (s *Syncer[T]) startBuilds(ctx context.Context, plans []plan[T]) (int, <-chan built[T]) {
+// once, and returns how many it started, a channel that receives the outcome
+// of each, and a wait for the goroutines. The caller must receive every
+// outcome, and is the one to write them into the plans. A build that has not
+// started when ctx ends does not start: it fails at once.
+func (s *Syncer[T]) startBuilds(ctx context.Context, plans []plan[T]) (int, <-chan built[T], func()) {
 	var idx []int
 	for i := range plans {
 		if plans[i].build {
@@ -252,13 +259,17 @@ func (s *Syncer[T]) startBuilds(ctx context.Context, plans []plan[T]) (int, <-ch
 	// Each build has its own goroutine and deadline, so that a slow cluster
 	// holds up no other; the caller receives every outcome, which is how it
 	// waits for them.
-	goLimited(len(idx), s.opts.concurrency, func(j int) {
+	wait := goLimited(len(idx), s.opts.concurrency, func(j int) {
 		i, desc := idx[j], plans[idx[j]].desc
+		if ctx.Err() != nil {
+			done <- built[T]{i: i, name: desc.Name, err: fmt.Errorf("build cancelled: %w", context.Cause(ctx))}
+			return
+		}
 		start := s.opts.clock.Now()
 		h, err := s.build(ctx, desc)
-		done <- built[T]{i: i, name: desc.Name, h: h, err: err, took: s.opts.clock.Since(start)}
+		done <- built[T]{i: i, name: desc.Name, h: h, err: err, took: s.opts.clock.Since(start), started: true}
 	})
-	return len(idx), done
+	return len(idx), done, wait
 }
 
 // abandonGrace is how long a build may take to return after its deadline

@@ -209,9 +209,9 @@ func newHandle[T any](client T, c Cluster, config *rest.Config, builtAt time.Tim
 
 // describes reports whether c needs no client beside h's. A source never
 // changes what it listed, so the very config object that h was built from
-// needs no comparison: sources that keep unchanged configs (MemorySource,
-// the memos of the kubeconfig, Secret and SQL sources) cost a pointer
-// comparison per cluster.
+// needs no comparison: a source that lists unchanged configs again as the
+// same objects (MemorySource, a SourceFunc over a kept listing) costs a
+// pointer comparison per cluster.
 func (h *handle[T]) describes(c Cluster) bool {
 	if c.Config != nil && c.Config == h.listed && c.Revision == h.revision {
 		return true
@@ -300,7 +300,7 @@ func (s *state[T]) getSlow(name string) (T, error) {
 	case !ok && name == s.defaultName:
 		// Marked default in the listing, and published before its first
 		// build ended.
-		return zero, fmt.Errorf("default cluster %q: first build still running: %w", name, ErrClusterNotFound)
+		return zero, fmt.Errorf("default cluster %q: not built yet: %w", name, ErrClusterNotFound)
 	case !ok:
 		return zero, fmt.Errorf("cluster %q: %w", name, ErrClusterNotFound)
 	case m.h == nil:

@@ -117,12 +117,15 @@ func (m *MemorySource) List(context.Context) ([]Cluster, error) {
 	return m.clusters, nil
 }
 
-// Set replaces all clusters.
+// Set replaces all clusters. Their configs and labels must not be changed
+// after the call: a Syncer takes a config object it has already built from as
+// unchanged without comparing it, so a change goes through a new object.
 func (m *MemorySource) Set(clusters ...Cluster) {
 	m.update(func([]Cluster) []Cluster { return sortedClusters(clusters) })
 }
 
-// Upsert adds c, or replaces the cluster of the same name.
+// Upsert adds c, or replaces the cluster of the same name. As with Set, c's
+// config must not be changed after the call: pass a new object.
 func (m *MemorySource) Upsert(c Cluster) {
 	m.update(func(old []Cluster) []Cluster {
 		i, found := slices.BinarySearchFunc(old, c, byName)

@@ -15,7 +15,7 @@ import (
 // A Syncer keeps a Registry in step with a ClusterSource. Each sync runs in
 // four phases:
 //
-//  1. read the current state (the Registry's read lock, for a pointer read);
+//  1. read the current state (an atomic pointer load);
 //  2. with no lock held, list the source, compare every cluster with what is
 //     running, and build clients for new and changed clusters only, in
 //     parallel (WithConcurrency), each under its own deadline
@@ -506,7 +506,10 @@ func (s *Syncer[T]) release(name string, h *handle[T]) {
 	if h.retire(func() { free(false) }) {
 		return
 	}
-	t := s.opts.clock.AfterFunc(s.opts.drainTimeout, func() { free(true) })
+	// In a goroutine of its own: a fake clock runs AfterFunc's function under
+	// its lock, and Release is the caller's code. shutdown waits for it
+	// (free marks it done in s.releases).
+	t := s.opts.clock.AfterFunc(s.opts.drainTimeout, func() { go free(true) })
 	mu.Lock()
 	timer = t
 	mu.Unlock()
