@@ -53,7 +53,7 @@ type assembly[T any] struct {
 	now       time.Time
 	rep       *SyncReport
 	events    []Event
-	retired   []retiree[T]
+	retired   []namedHandle[T]
 	nextRetry time.Time
 	changed   bool
 }
@@ -61,7 +61,7 @@ type assembly[T any] struct {
 // assemble makes the next state from cur, plans and their builds, and def.
 // It returns nil if nothing changed, the handles to retire after the swap,
 // and the events of the change.
-func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], def defaultPick, rep *SyncReport, now time.Time) (*state[T], []retiree[T], []Event) {
+func (s *Syncer[T]) assemble(cur *state[T], plans []plan[T], def defaultPick, rep *SyncReport, now time.Time) (*state[T], []namedHandle[T], []Event) {
 	a := &assembly[T]{s: s, gen: cur.generation + 1, now: now, rep: rep, changed: cur.sourceErr != nil}
 	next := make([]*member[T], len(plans))
 	known := 0 // plans of names that cur knows
@@ -153,7 +153,7 @@ func (a *assembly[T]) keep(old *member[T]) {
 // built gives m the client that p built.
 func (a *assembly[T]) built(m *member[T], p *plan[T]) {
 	if m.h != nil {
-		a.retired = append(a.retired, retiree[T]{m.name, m.h})
+		a.retired = append(a.retired, namedHandle[T]{m.name, m.h})
 		a.rep.Updated = append(a.rep.Updated, m.name)
 		a.event(EventUpdated, m.name, nil)
 	} else {
@@ -211,7 +211,7 @@ func (a *assembly[T]) tables(cur *state[T], plans []plan[T], next []*member[T], 
 			a.rep.Removed = append(a.rep.Removed, m.name)
 			a.event(EventRemoved, m.name, nil)
 			if m.h != nil {
-				a.retired = append(a.retired, retiree[T]{m.name, m.h})
+				a.retired = append(a.retired, namedHandle[T]{m.name, m.h})
 			}
 		}
 	}

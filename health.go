@@ -300,7 +300,7 @@ func (s *Syncer[T]) Probe(ctx context.Context) error {
 
 // probeLocked probes the leased clients and applies the results. s.probeMu
 // must be held.
-func (s *Syncer[T]) probeLocked(ctx context.Context, leased []retiree[T]) ([]*probed[T], []Event, error) {
+func (s *Syncer[T]) probeLocked(ctx context.Context, leased []namedHandle[T]) ([]*probed[T], []Event, error) {
 	hc := *s.opts.healthCheck
 	results := make([]*probed[T], len(leased))
 	goLimited(len(leased), s.opts.concurrency, func(i int) {

@@ -25,9 +25,9 @@ type plan[T any] struct {
 	err error
 }
 
-// planLocked decides, for every listed cluster, whether to keep its client,
+// planListing decides, for every listed cluster, whether to keep its client,
 // build a new one, or record an error; builds are left to startBuilds.
-func (s *Syncer[T]) planLocked(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
+func (s *Syncer[T]) planListing(cur *state[T], listed []Cluster, now time.Time) ([]plan[T], []error) {
 	skip, invalid := invalidNames(listed)
 	// Names listed more than once are counted; a listing sorted by name (as
 	// MemorySource keeps it) shows it has none without a map.
@@ -128,7 +128,7 @@ type syncRun[T any] struct {
 
 	rep       SyncReport
 	early     SyncReport // what partial publishes did
-	retired   []retiree[T]
+	retired   []namedHandle[T]
 	builds    []built[T]
 	published []Event // for the log
 }
@@ -376,8 +376,9 @@ func (s *Syncer[T]) buildCtxErr(ctx context.Context) error {
 	return fmt.Errorf("build cancelled: %w", context.Cause(ctx))
 }
 
-// retiree is a client that left the Registry.
-type retiree[T any] struct {
+// namedHandle is a cluster's client: one that left the Registry, or one
+// leased for a probe.
+type namedHandle[T any] struct {
 	name string
 	h    *handle[T]
 }

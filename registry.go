@@ -60,7 +60,7 @@ func (r *Registry[T]) load() *state[T] { return r.cur.Load() }
 // cluster's health reads the same until the new client is probed. It returns
 // how long the write lock was held, on the wall clock: an injected clock could
 // take locks of its own.
-func (r *Registry[T]) publish(next *state[T], events []Event, replaced []retiree[T]) time.Duration {
+func (r *Registry[T]) publish(next *state[T], events []Event, replaced []namedHandle[T]) time.Duration {
 	r.eventsMu.Lock()
 	defer r.eventsMu.Unlock()
 	// Under eventsMu no probe result lands, so the inherited health is the
@@ -93,14 +93,14 @@ func (r *Registry[T]) stop(final *state[T], events []Event) {
 
 // leaseServing leases the client of every cluster that has one, as Lease
 // does, and returns the names and handles in name order.
-func (r *Registry[T]) leaseServing() []retiree[T] {
+func (r *Registry[T]) leaseServing() []namedHandle[T] {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var out []retiree[T]
+	var out []namedHandle[T]
 	for _, m := range r.load().sorted {
 		if m.h != nil {
 			m.h.leases.Add(1)
-			out = append(out, retiree[T]{m.name, m.h})
+			out = append(out, namedHandle[T]{m.name, m.h})
 		}
 	}
 	return out

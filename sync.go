@@ -184,7 +184,7 @@ func (s *Syncer[T]) Sync(ctx context.Context) (SyncReport, error) {
 type outcome[T any] struct {
 	rep         SyncReport
 	err         error
-	retired     []retiree[T] // clients that left the Registry
+	retired     []namedHandle[T] // clients that left the Registry
 	unpublished []T          // clients that a cancelled sync built
 	builds      []built[T]   // for the Observer
 	events      []Event      // published, for the log
@@ -409,7 +409,7 @@ func (s *Syncer[T]) syncLocked(ctx context.Context) outcome[T] {
 		}
 		return outcome[T]{rep: s.keepOnSourceError(cur, start, err), err: err}
 	}
-	plans, invalid := s.planLocked(cur, listed, s.opts.clock.Now())
+	plans, invalid := s.planListing(cur, listed, s.opts.clock.Now())
 	r := &syncRun[T]{s: s, cur: cur, plans: plans, def: pickDefault(cur.defaultName, plans)}
 	r.rep = SyncReport{Generation: cur.generation, Invalid: invalid}
 	r.awaitBuilds(ctx)
