@@ -185,9 +185,9 @@ type outcome[T any] struct {
 	rep         SyncReport
 	err         error
 	retired     []namedHandle[T] // clients that left the Registry
-	unpublished []T          // clients that a cancelled sync built
-	builds      []built[T]   // for the Observer
-	events      []Event      // published, for the log
+	unpublished []T              // clients that a cancelled sync built
+	builds      []built[T]       // for the Observer
+	events      []Event          // published, for the log
 }
 
 // finish runs phase 4 of a sync, with no lock held: it releases what left
