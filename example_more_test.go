@@ -128,3 +128,37 @@ func ExampleValidateName() {
 	// "-prod": invalid
 	// "arn:aws:eks:eu-west-1:1234:cluster/prod": invalid
 }
+
+// A Builder that can probe its clients turns on the health check: here a
+// BuilderFuncs with a ProbeFunc, whose answers Probe records in the health of
+// each cluster. ClientBuilder probes /readyz by itself.
+func ExampleWithHealthCheck() {
+	source := clusterregistry.NewMemorySource(
+		clusterregistry.Cluster{Name: "up", Config: &rest.Config{Host: "https://up.example"}},
+		clusterregistry.Cluster{Name: "down", Config: &rest.Config{Host: "https://down.example"}},
+	)
+	builder := clusterregistry.BuilderFuncs[string]{
+		BuildFunc: hostBuilder.BuildFunc,
+		ProbeFunc: func(_ context.Context, host string) error {
+			if host == "https://down.example" {
+				return errors.New("dial tcp: connection refused")
+			}
+			return nil
+		},
+	}
+	syncer, err := clusterregistry.NewSyncer(source, builder,
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{FailureThreshold: 1}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer syncer.Close()
+	_, _ = syncer.Sync(context.Background())
+	_ = syncer.Probe(context.Background()) // Run probes on the interval; this is "check now"
+	for _, name := range []string{"down", "up"} {
+		h, _ := syncer.Registry().Health(name)
+		fmt.Println(name, h.State, h.Err)
+	}
+	// Output:
+	// down Unreachable dial tcp: connection refused
+	// up Ready <nil>
+}
