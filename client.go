@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -176,6 +178,30 @@ type ClientBuilder struct {
 	// WithHealthCheck) instead of failing its build and keeping its last good
 	// client; and ServerVersion returns the zero Info.
 	SkipVersionCheck bool
+	// RequestTimeout bounds each request of a client whose config sets no
+	// Timeout, from its start until its response body is closed: client-go
+	// sets none by default, so a request to an API server that accepts the
+	// connection and never answers would wait forever. Zero keeps the
+	// default, 30s; a negative value sets no bound. Watches (watch=true, or
+	// a /watch/ path), followed logs (follow=true) and upgraded connections
+	// are never bounded by it, and a request whose context ends sooner ends
+	// then. A config's own Timeout applies as client-go applies it, to every
+	// request, watches included.
+	RequestTimeout time.Duration
+}
+
+// defaultRequestTimeout is ClientBuilder.RequestTimeout's default.
+const defaultRequestTimeout = 30 * time.Second
+
+// requestTimeout returns the bound of requests for cfg: zero for none.
+func (b ClientBuilder) requestTimeout(cfg *rest.Config) time.Duration {
+	switch {
+	case cfg.Timeout != 0, b.RequestTimeout < 0:
+		return 0
+	case b.RequestTimeout == 0:
+		return defaultRequestTimeout
+	}
+	return b.RequestTimeout
 }
 
 var _ Builder[*Client] = ClientBuilder{}
@@ -199,6 +225,7 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 	}
 
 	client := newClient(c.Name, cfg)
+	client.transport.timeout = b.requestTimeout(cfg)
 	if b.SkipVersionCheck {
 		return client, nil
 	}
@@ -307,8 +334,9 @@ func (ClientBuilder) Release(c *Client) { c.transport.release() }
 // client-go could not. It counts the requests in flight, so that once the
 // client is released the last one to end closes the connections.
 type lazyTransport struct {
-	name   string
-	config *rest.Config
+	name    string
+	config  *rest.Config
+	timeout time.Duration // bound of each request that is not a stream; 0 for none
 
 	mu     sync.Mutex                  // serializes making client; readers load it without it
 	client atomic.Pointer[http.Client] // client-go's, nil until made
@@ -348,20 +376,48 @@ func (t *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	cancel := noCancel
+	if t.timeout > 0 && !streaming(req) {
+		var ctx context.Context
+		ctx, cancel = context.WithTimeout(req.Context(), t.timeout)
+		req = req.WithContext(ctx)
+	}
 	t.inFlight.Add(1)
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
+		cancel()
 		t.ended()
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The connection is the caller's now, out of the pool: keep the
-		// body's io.Writer and count the request as ended.
+		// body's io.Writer and count the request as ended. Upgrades are
+		// streams: no timeout was set.
+		cancel()
 		t.ended()
 		return resp, nil
 	}
-	resp.Body = &endingBody{ReadCloser: resp.Body, t: t}
+	resp.Body = &endingBody{ReadCloser: resp.Body, t: t, cancel: cancel}
 	return resp, nil
+}
+
+// streaming reports whether req opens a stream that may rightly last longer
+// than any request timeout: a watch, a followed log, an upgrade.
+func streaming(req *http.Request) bool {
+	if req.Header.Get("Upgrade") != "" || strings.Contains(req.URL.Path, "/watch/") {
+		return true
+	}
+	q := req.URL.RawQuery
+	if !strings.Contains(q, "watch=") && !strings.Contains(q, "follow=") {
+		return false // the common case, without parsing the query
+	}
+	values := req.URL.Query()
+	for _, key := range []string{"watch", "follow"} {
+		if on, err := strconv.ParseBool(values.Get(key)); err == nil && on {
+			return true
+		}
+	}
+	return false
 }
 
 // ended counts a request out. Release and the last request to end both
@@ -394,12 +450,20 @@ func (t *lazyTransport) CloseIdleConnections() { t.closeIdle() }
 // returns, so closing idle connections right after finds it.
 type endingBody struct {
 	io.ReadCloser
-	t    *lazyTransport
-	once sync.Once
+	t      *lazyTransport
+	cancel context.CancelFunc // ends the request's timeout, if any
+	once   sync.Once
 }
 
 func (b *endingBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.once.Do(b.t.ended)
+	b.once.Do(b.end)
 	return err
 }
+
+func (b *endingBody) end() {
+	b.cancel()
+	b.t.ended()
+}
+
+func noCancel() {}
