@@ -188,6 +188,11 @@ type ClientBuilder struct {
 	// then. A config's own Timeout applies as client-go applies it, to every
 	// request, watches included.
 	RequestTimeout time.Duration
+	// Observer, when set, hears every request of the clients built, with
+	// the cluster's name, verb, resource, status code and latency
+	// (RequestObserver). Pass the Observer of WithObserver here too when it
+	// is one: the examples module's metrics.Metrics is both.
+	Observer RequestObserver
 }
 
 // defaultRequestTimeout is ClientBuilder.RequestTimeout's default.
@@ -226,6 +231,7 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 
 	client := newClient(c.Name, cfg)
 	client.transport.timeout = b.requestTimeout(cfg)
+	client.transport.observer = b.Observer
 	if b.SkipVersionCheck {
 		return client, nil
 	}
@@ -334,9 +340,10 @@ func (ClientBuilder) Release(c *Client) { c.transport.release() }
 // client-go could not. It counts the requests in flight, so that once the
 // client is released the last one to end closes the connections.
 type lazyTransport struct {
-	name    string
-	config  *rest.Config
-	timeout time.Duration // bound of each request that is not a stream; 0 for none
+	name     string
+	config   *rest.Config
+	timeout  time.Duration   // bound of each request that is not a stream; 0 for none
+	observer RequestObserver // nil for none
 
 	mu     sync.Mutex                  // serializes making client; readers load it without it
 	client atomic.Pointer[http.Client] // client-go's, nil until made
@@ -369,6 +376,18 @@ func (t *lazyTransport) get() (http.RoundTripper, error) {
 // RoundTrip sends req on client-go's transport. A request ends when its
 // response body is closed, or when it fails.
 func (t *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var start time.Time
+	if t.observer != nil {
+		start = time.Now()
+	}
+	resp, err := t.roundTrip(req)
+	if t.observer != nil {
+		t.observe(req, start, resp, err)
+	}
+	return resp, err
+}
+
+func (t *lazyTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	rt, err := t.get()
 	if err != nil {
 		if req.Body != nil {
@@ -401,23 +420,32 @@ func (t *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// observe tells the observer about a request. No lock is held: the
+// observer is the caller's code.
+func (t *lazyTransport) observe(req *http.Request, start time.Time, resp *http.Response, err error) {
+	info := requestInfo(req)
+	info.Latency = time.Since(start)
+	if resp != nil {
+		info.Code = resp.StatusCode
+	}
+	info.Err = err
+	t.observer.RequestDone(t.name, info)
+}
+
 // streaming reports whether req opens a stream that may rightly last longer
 // than any request timeout: a watch, a followed log, an upgrade.
 func streaming(req *http.Request) bool {
 	if req.Header.Get("Upgrade") != "" || strings.Contains(req.URL.Path, "/watch/") {
 		return true
 	}
-	q := req.URL.RawQuery
-	if !strings.Contains(q, "watch=") && !strings.Contains(q, "follow=") {
+	if watchQuery(req) {
+		return true
+	}
+	if !strings.Contains(req.URL.RawQuery, "follow=") {
 		return false // the common case, without parsing the query
 	}
-	values := req.URL.Query()
-	for _, key := range []string{"watch", "follow"} {
-		if on, err := strconv.ParseBool(values.Get(key)); err == nil && on {
-			return true
-		}
-	}
-	return false
+	on, err := strconv.ParseBool(req.URL.Query().Get("follow"))
+	return err == nil && on
 }
 
 // ended counts a request out. Release and the last request to end both
