@@ -344,6 +344,7 @@ type lazyTransport struct {
 	config   *rest.Config
 	timeout  time.Duration   // bound of each request that is not a stream; 0 for none
 	observer RequestObserver // nil for none
+	breaker  breaker         // armed by a Syncer, unless WithoutFailFast
 
 	mu     sync.Mutex                  // serializes making client; readers load it without it
 	client atomic.Pointer[http.Client] // client-go's, nil until made
@@ -389,6 +390,9 @@ func (t *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *lazyTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	rt, err := t.get()
+	if err == nil {
+		err = t.breaker.allow(req)
+	}
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close()
@@ -403,6 +407,7 @@ func (t *lazyTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.inFlight.Add(1)
 	resp, err := rt.RoundTrip(req)
+	t.breaker.record(t.name, req, resp, err)
 	if err != nil {
 		cancel()
 		t.ended()
