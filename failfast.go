@@ -115,8 +115,7 @@ func (b *breaker) record(name string, req *http.Request, resp *http.Response, er
 		return
 	}
 	if resp != nil {
-		b.timeouts.Store(0)
-		b.open.Store(nil)
+		b.close()
 		return
 	}
 	if timedOut(req.Context(), err) && b.timeouts.Add(1) >= failFastTimeouts {
@@ -135,13 +134,24 @@ func (b *breaker) probed(name string, err error, h Health) {
 	}
 	switch {
 	case err == nil || classify(err) != HealthUnreachable:
-		b.timeouts.Store(0)
-		b.open.Store(nil)
+		b.close()
 	case h.State == HealthUnreachable:
 		b.trip(name, h.Since, err)
 		// The probes find out when it answers again: no request of a
 		// caller's need wait for that.
 		b.nextTrial.Store(math.MaxInt64)
+	}
+}
+
+// close lets requests through again. It writes only what needs it: every
+// answered request calls it, and a store to a line that all of a cluster's
+// requests share would cost them all.
+func (b *breaker) close() {
+	if b.timeouts.Load() != 0 {
+		b.timeouts.Store(0)
+	}
+	if b.open.Load() != nil {
+		b.open.Store(nil)
 	}
 }
 

@@ -99,9 +99,15 @@ func start[T, R any](ctx context.Context, reg *clusterregistry.Registry[T], fn F
 		defer wg.Done()
 		sem := make(chan struct{}, o.concurrency)
 		for i, name := range names {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+			// ctx first: select picks at random among ready cases, and a
+			// free slot must not start a call after the fan-out ended.
+			if ctx.Err() == nil {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+				}
+			}
+			if ctx.Err() != nil {
 				for _, rest := range names[i:] {
 					results <- Result[R]{Name: rest, Err: fmt.Errorf("cluster %q: %w", rest, context.Cause(ctx))}
 				}

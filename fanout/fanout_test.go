@@ -257,3 +257,19 @@ func seedPods(b *clusterregistrytest.FakeBuilder, cluster string, n int) {
 		b.Seed(cluster, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: cluster + "-" + string(rune('a'+i))}})
 	}
 }
+
+func TestAnEndedContextStartsNoCall(t *testing.T) {
+	_, _, syncer := fleet(t, "a", "b", "c")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	fn := func(context.Context, string, *clusterregistrytest.FakeClient) (int, error) {
+		t.Error("called after the fan-out's context ended")
+		return 0, nil
+	}
+	results := fanout.Collect(ctx, syncer.Registry(), fn)
+	require.Len(t, results, 3)
+	for _, r := range results {
+		assert.ErrorIs(t, r.Err, context.Canceled)
+		assert.ErrorContains(t, r.Err, `cluster "`+r.Name+`"`)
+	}
+}
