@@ -85,7 +85,7 @@ func withProbe(ctx context.Context) context.Context { return context.WithValue(c
 
 // breaker fails a client's requests at once while its cluster is known to be
 // unreachable. Everything is atomic: the common case, a closed breaker,
-// costs one atomic load per request.
+// costs a few atomic loads per request and no store.
 type breaker struct {
 	clock     atomic.Pointer[clock.PassiveClock] // nil: fail-fast is off
 	open      atomic.Pointer[UnreachableError]   // nil while requests go through

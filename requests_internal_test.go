@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/utils/clock"
 )
 
 func TestRequestInfoLabelsAreBounded(t *testing.T) {
@@ -88,15 +89,18 @@ func (o *countingObserver) RequestDone(string, RequestInfo) { o.n++ }
 // BenchmarkRoundTripper measures what a Client's transport adds to each
 // request against the bare transport it wraps (baseline "bare", in the same
 // run): with nothing on, with the request timeout, and with the timeout and
-// a RequestObserver, as a service with metrics runs it.
+// a RequestObserver, as a service with metrics runs it, and with fail-fast
+// armed too, as a Syncer builds it (its breaker closed).
 func BenchmarkRoundTripper(b *testing.B) {
 	req, err := http.NewRequest(http.MethodGet, "https://cluster.test/api/v1/namespaces/shop/pods?limit=500", nil)
 	require.NoError(b, err)
-	ours := func(timeout time.Duration, o RequestObserver) http.RoundTripper {
+	ours := func(timeout time.Duration, o RequestObserver) *lazyTransport {
 		t := &lazyTransport{name: "prod", timeout: timeout, observer: o}
 		t.client.Store(&http.Client{Transport: stubTransport{}})
 		return t
 	}
+	armed := ours(defaultRequestTimeout, &countingObserver{})
+	armed.breaker.arm(clock.RealClock{})
 	for _, bm := range []struct {
 		name string
 		rt   http.RoundTripper
@@ -105,6 +109,7 @@ func BenchmarkRoundTripper(b *testing.B) {
 		{"ours", ours(0, nil)},
 		{"ours+timeout", ours(defaultRequestTimeout, nil)},
 		{"ours+timeout+observer", ours(defaultRequestTimeout, &countingObserver{})},
+		{"ours+timeout+observer+failfast", armed},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			b.ReportAllocs()
