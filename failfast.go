@@ -56,10 +56,11 @@ func (e *UnreachableError) Unwrap() error { return ErrUnreachable }
 // the moment a probe (WithHealthCheck) finds it Unreachable, or 3 of its
 // requests in a row have timed out (a request its caller cancelled does not
 // count). It serves requests again as soon as the cluster answers, whatever
-// the status: half-open. The health check's probes always go through, and
-// the first one answered closes the breaker; while no probe has found the
-// cluster Unreachable (probing is off, or has not noticed yet), one request
-// every 5s (on the Syncer's clock) goes through to find out. So a dashboard
+// the status: half-open. ClientBuilder's probes always go through, and the
+// first one answered closes the breaker; while no such probe has found the
+// cluster Unreachable (probing is off, has not noticed yet, or is a Prober of
+// your own, whose requests fail fast like any other), one request every 5s
+// (on the Syncer's clock) goes through to find out. So a dashboard
 // of a fleet with a dead cluster is not held by it on every load, and sees
 // it again as soon as it answers. Clients of other Builders, and clients
 // that ClientBuilder builds outside a Syncer, never fail fast.
@@ -133,6 +134,11 @@ func (b *breaker) probed(name string, err error, h Health) {
 		return
 	}
 	switch {
+	case errors.Is(err, ErrUnreachable):
+		// A Prober of the caller's own, whose request this client failed
+		// fast: it learnt nothing, so trial requests must find out.
+		next := (*b.clock.Load()).Now().Add(failFastTrial).UnixNano()
+		b.nextTrial.CompareAndSwap(math.MaxInt64, next)
 	case err == nil || classify(err) != HealthUnreachable:
 		b.close()
 	case h.State == HealthUnreachable:

@@ -24,7 +24,7 @@ type failFastFixture struct {
 	client *clusterregistry.Client
 }
 
-func newFailFastFixture(t *testing.T, b clusterregistry.ClientBuilder, opts ...clusterregistry.Option) *failFastFixture {
+func newFailFastFixture(t *testing.T, b clusterregistry.Builder[*clusterregistry.Client], opts ...clusterregistry.Option) *failFastFixture {
 	f := &failFastFixture{srv: clusterregistrytest.NewServer(t), clk: clocktesting.NewFakeClock(time.Now())}
 	source := clusterregistrytest.NewSource(f.srv.Cluster("prod"))
 	var err error
@@ -163,4 +163,33 @@ func TestClientsOutsideASyncerNeverFailFast(t *testing.T) {
 		_, err := c.Kubernetes().CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 	}
+}
+
+// A Prober of the caller's own knows nothing of fail-fast: its probes of a
+// failing-fast client fail fast too, and the trial requests must close the
+// breaker instead, or it would never close.
+func TestFailFastClosesUnderAProberOfTheCallersOwn(t *testing.T) {
+	const probeTimeout = time.Second
+	cb := clusterregistry.ClientBuilder{RequestTimeout: time.Hour}
+	b := clusterregistry.BuilderFuncs[*clusterregistry.Client]{
+		BuildFunc:   cb.Build,
+		ReleaseFunc: cb.Release,
+		ProbeFunc: func(ctx context.Context, c *clusterregistry.Client) error {
+			_, err := c.Kubernetes().CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+			return err
+		},
+	}
+	hc := clusterregistry.HealthCheck{Timeout: probeTimeout, FailureThreshold: 1}
+	f := newFailFastFixture(t, b, clusterregistry.WithHealthCheck(hc))
+	f.srv.BlackHole()
+	f.probe(t, probeTimeout)
+	var ue *clusterregistry.UnreachableError
+	require.ErrorAs(t, f.list(), &ue)
+
+	f.srv.Heal()
+	f.probe(t, 0) // fails fast: it tells the client nothing
+	require.ErrorAs(t, f.list(), &ue)
+	f.clk.Step(5 * time.Second)
+	require.NoError(t, f.list(), "the trial request")
+	require.NoError(t, f.list())
 }
