@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -176,6 +178,35 @@ type ClientBuilder struct {
 	// WithHealthCheck) instead of failing its build and keeping its last good
 	// client; and ServerVersion returns the zero Info.
 	SkipVersionCheck bool
+	// RequestTimeout bounds each request of a client whose config sets no
+	// Timeout, from its start until its response body is closed: client-go
+	// sets none by default, so a request to an API server that accepts the
+	// connection and never answers would wait forever. Zero keeps the
+	// default, 30s; a negative value sets no bound. Watches (watch=true, or
+	// a /watch/ path), followed logs (follow=true) and upgraded connections
+	// are never bounded by it, and a request whose context ends sooner ends
+	// then. A config's own Timeout applies as client-go applies it, to every
+	// request, watches included.
+	RequestTimeout time.Duration
+	// Observer, when set, hears every request of the clients built, with
+	// the cluster's name, verb, resource, status code and latency
+	// (RequestObserver). Pass the Observer of WithObserver here too when it
+	// is one: the examples module's metrics.Metrics is both.
+	Observer RequestObserver
+}
+
+// defaultRequestTimeout is ClientBuilder.RequestTimeout's default.
+const defaultRequestTimeout = 30 * time.Second
+
+// requestTimeout returns the bound of requests for cfg: zero for none.
+func (b ClientBuilder) requestTimeout(cfg *rest.Config) time.Duration {
+	switch {
+	case cfg.Timeout != 0, b.RequestTimeout < 0:
+		return 0
+	case b.RequestTimeout == 0:
+		return defaultRequestTimeout
+	}
+	return b.RequestTimeout
 }
 
 var _ Builder[*Client] = ClientBuilder{}
@@ -199,6 +230,8 @@ func (b ClientBuilder) Build(ctx context.Context, c Cluster) (*Client, error) {
 	}
 
 	client := newClient(c.Name, cfg)
+	client.transport.timeout = b.requestTimeout(cfg)
+	client.transport.observer = b.Observer
 	if b.SkipVersionCheck {
 		return client, nil
 	}
@@ -307,8 +340,11 @@ func (ClientBuilder) Release(c *Client) { c.transport.release() }
 // client-go could not. It counts the requests in flight, so that once the
 // client is released the last one to end closes the connections.
 type lazyTransport struct {
-	name   string
-	config *rest.Config
+	name     string
+	config   *rest.Config
+	timeout  time.Duration   // bound of each request that is not a stream; 0 for none
+	observer RequestObserver // nil for none
+	breaker  breaker         // armed by a Syncer, unless WithoutFailFast
 
 	mu     sync.Mutex                  // serializes making client; readers load it without it
 	client atomic.Pointer[http.Client] // client-go's, nil until made
@@ -341,27 +377,80 @@ func (t *lazyTransport) get() (http.RoundTripper, error) {
 // RoundTrip sends req on client-go's transport. A request ends when its
 // response body is closed, or when it fails.
 func (t *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var start time.Time
+	if t.observer != nil {
+		start = time.Now()
+	}
+	resp, err := t.roundTrip(req)
+	if t.observer != nil {
+		t.observe(req, start, resp, err)
+	}
+	return resp, err
+}
+
+func (t *lazyTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	rt, err := t.get()
+	if err == nil {
+		err = t.breaker.allow(req)
+	}
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
 		return nil, err
 	}
+	cancel := noCancel
+	if t.timeout > 0 && !streaming(req) {
+		var ctx context.Context
+		ctx, cancel = context.WithTimeout(req.Context(), t.timeout)
+		req = req.WithContext(ctx)
+	}
 	t.inFlight.Add(1)
 	resp, err := rt.RoundTrip(req)
+	t.breaker.record(t.name, req, resp, err)
 	if err != nil {
+		cancel()
 		t.ended()
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The connection is the caller's now, out of the pool: keep the
-		// body's io.Writer and count the request as ended.
+		// body's io.Writer and count the request as ended. Upgrades are
+		// streams: no timeout was set.
+		cancel()
 		t.ended()
 		return resp, nil
 	}
-	resp.Body = &endingBody{ReadCloser: resp.Body, t: t}
+	resp.Body = &endingBody{ReadCloser: resp.Body, t: t, cancel: cancel}
 	return resp, nil
+}
+
+// observe tells the observer about a request. No lock is held: the
+// observer is the caller's code.
+func (t *lazyTransport) observe(req *http.Request, start time.Time, resp *http.Response, err error) {
+	info := requestInfo(req)
+	info.Latency = time.Since(start)
+	if resp != nil {
+		info.Code = resp.StatusCode
+	}
+	info.Err = err
+	t.observer.RequestDone(t.name, info)
+}
+
+// streaming reports whether req opens a stream that may rightly last longer
+// than any request timeout: a watch, a followed log, an upgrade.
+func streaming(req *http.Request) bool {
+	if req.Header.Get("Upgrade") != "" || strings.Contains(req.URL.Path, "/watch/") {
+		return true
+	}
+	if watchQuery(req) {
+		return true
+	}
+	if !strings.Contains(req.URL.RawQuery, "follow=") {
+		return false // the common case, without parsing the query
+	}
+	on, err := strconv.ParseBool(req.URL.Query().Get("follow"))
+	return err == nil && on
 }
 
 // ended counts a request out. Release and the last request to end both
@@ -394,12 +483,20 @@ func (t *lazyTransport) CloseIdleConnections() { t.closeIdle() }
 // returns, so closing idle connections right after finds it.
 type endingBody struct {
 	io.ReadCloser
-	t    *lazyTransport
-	once sync.Once
+	t      *lazyTransport
+	cancel context.CancelFunc // ends the request's timeout, if any
+	once   sync.Once
 }
 
 func (b *endingBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.once.Do(b.t.ended)
+	b.once.Do(b.end)
 	return err
 }
+
+func (b *endingBody) end() {
+	b.cancel()
+	b.t.ended()
+}
+
+func noCancel() {}

@@ -26,7 +26,10 @@
 //
 // The client type is yours: a Builder makes it from a Cluster and releases
 // it. ClientBuilder makes the ready bundle *Client (typed, dynamic and
-// discovery clients over one shared *http.Client).
+// discovery clients over one shared *http.Client), whose requests have a
+// timeout, can be counted per cluster (RequestObserver), and fail at once
+// while the cluster is known to be unreachable (*UnreachableError). Package
+// fanout asks every cluster at once, each under its own deadline.
 //
 // Failures stay local. A cluster whose build fails keeps its last good
 // client, with a *ClusterError beside it, and is retried with exponential

@@ -85,10 +85,12 @@ type Prober[T any] interface {
 }
 
 // Probe asks the API server GET /readyz, or GET /version if it does not serve
-// /readyz.
+// /readyz. Its requests go through while the client fails fast
+// (WithoutFailFast): they are how it learns that the cluster answers again.
 func (ClientBuilder) Probe(ctx context.Context, c *Client) error { return probeReadyz(ctx, c) }
 
 func probeReadyz(ctx context.Context, c *Client) error {
+	ctx = withProbe(ctx) // let through while the client fails fast
 	rc := c.Discovery().RESTClient()
 	err := rc.Get().AbsPath("/readyz").Do(ctx).Error()
 	if apierrors.IsNotFound(err) {
@@ -287,6 +289,11 @@ func (s *Syncer[T]) Probe(ctx context.Context) error {
 	// during the round cannot release it.
 	leased := s.reg.leaseServing()
 	results, changes, err := s.probeLocked(ctx, leased)
+	if err == nil {
+		// Under probeMu, so that a later round's findings cannot be
+		// overwritten by this one's; it runs none of the caller's code.
+		s.tellFailFast(results)
+	}
 	s.probeMu.Unlock()
 
 	// With no lock held: the leases' last Release may release a client, and
@@ -347,6 +354,19 @@ func (s *Syncer[T]) reauthLocked(results []*probed[T], now time.Time) bool {
 	}
 	s.reauths = live
 	return due
+}
+
+// tellFailFast tells each probed client that can fail fast what its probe
+// found. The clients are still leased. s.probeMu must be held.
+func (s *Syncer[T]) tellFailFast(results []*probed[T]) {
+	if s.opts.noFailFast {
+		return
+	}
+	for _, p := range results {
+		if ff, ok := any(p.h.client).(failFaster); ok {
+			ff.probed(p.err, p.next)
+		}
+	}
 }
 
 // reportProbes tells the Observer and the log about a probe round. No lock

@@ -43,6 +43,7 @@ type options struct {
 	logger        logr.Logger
 	observer      Observer
 	healthCheck   *HealthCheck // nil: no probing
+	noFailFast    bool         // WithoutFailFast
 
 	// afterSyncUnlock, when set by a test, runs in Sync between the end of
 	// the sync and the release of what it retired.

@@ -346,6 +346,9 @@ func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	case r.err != nil:
 		return nil, r.err
 	}
+	if ff, ok := any(r.client).(failFaster); ok && !s.opts.noFailFast {
+		ff.armFailFast(s.opts.clock) // before the client is published
+	}
 	return newHandle(r.client, listed, kept, builtAt), nil
 }
 

@@ -1,7 +1,10 @@
 // Package httpcluster connects a clusterregistry.Registry to net/http: a
 // middleware that picks the cluster of each request and leases its client
-// for the length of the request, and a handler that lists the clusters as
-// JSON.
+// for the length of the request, a handler that lists the clusters as JSON,
+// and FanOutHandler, which asks every cluster the same thing at once
+// (package fanout) and serves the answers and the per-cluster errors side by
+// side, so that a cluster that is down shows as down without holding the
+// page.
 //
 // The middleware reads the cluster's name from a header (X-Cluster-Name),
 // then from a query parameter (cluster), and uses the default cluster when

@@ -57,7 +57,7 @@ func run(ctx context.Context, addr, path string) error {
 	}
 	m := metrics.New(prometheus.NewRegistry())
 	syncer, err := clusterregistry.NewSyncer(source,
-		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-dashboard", QPS: 50, Burst: 100},
+		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-dashboard", QPS: 50, Burst: 100, Observer: m},
 		clusterregistry.WithObserver(m),
 		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{}))
 	if err != nil {

@@ -85,8 +85,9 @@ func rowsOnPage(t *testing.T, ctx context.Context) []string {
 
 // TestDashboardInBrowser opens the dashboard of the demo's clusters in
 // headless chromium: the page lists the clusters and shows a cluster's pods
-// through the middleware; a cluster removed from the source disappears from
-// the page after the Sync button is pressed.
+// through the middleware; the overview shows a black-holed cluster as down
+// beside the others; a cluster removed from the source disappears from the
+// page after the Sync button is pressed.
 //
 //	CLUSTERREGISTRY_BROWSER_TEST=1 go test ./demo -run TestDashboardInBrowser -v
 func TestDashboardInBrowser(t *testing.T) {
@@ -124,6 +125,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		`Array.from(document.querySelectorAll("#pods tr")).map(r => r.dataset.pod)`))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"shop/web-1", "shop/web-2"}, pods)
+
+	// The overview asks every cluster at once: a black-holed cluster shows
+	// as down there, beside the others' answers.
+	c3 := d.env.Cluster("cluster-3")
+	c3.BlackHole()
+	browse(t, browser,
+		chromedp.WaitVisible(chromedp.CSS(`#overview tr[data-cluster="cluster-3"][data-down="true"]`)),
+	)
+	down, err := chromedp.Run(browser, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("#overview tr[data-down]")).map(r => r.dataset.cluster)`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"cluster-3"}, down, "only the black-holed cluster is down")
+	overview, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#overview tr[data-cluster="cluster-3"]`)))
+	require.NoError(t, err)
+	assert.Contains(t, overview, `cluster "cluster-3"`)
+	require.NoError(t, c3.Heal())
 
 	// Remove cluster-3 from the source and press Sync: its row goes.
 	d.source.Delete("cluster-3")

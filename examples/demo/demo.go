@@ -146,7 +146,7 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 	}
 	m := metrics.New(prometheus.NewRegistry())
 	d.syncer, err = clusterregistry.NewSyncer(d.source,
-		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-demo", QPS: 50, Burst: 100},
+		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-demo", QPS: 50, Burst: 100, Observer: m},
 		clusterregistry.WithBuildTimeout(buildTimeout),
 		clusterregistry.WithBackoff(time.Second, 10*time.Second),
 		clusterregistry.WithDrainTimeout(30*time.Second),

@@ -1,10 +1,14 @@
 // Package dashboard is a small multi-cluster web service built on
-// clusterregistry: a page that lists the clusters of a Registry, and the
-// namespaces and pods of each, with a button that runs a sync.
+// clusterregistry: a page that lists the clusters of a Registry, an
+// overview of every cluster asked at once, and the namespaces and pods of
+// each, with a button that runs a sync.
 //
 // Its JSON API:
 //
 //	GET  /api/clusters                       the clusters (httpcluster.ListHandler)
+//	GET  /api/overview                       every cluster's namespace and pod counts, asked at once
+//	                                         (httpcluster.FanOutHandler): a cluster that is down
+//	                                         shows its error beside the others, without holding them
 //	GET  /api/namespaces?cluster=NAME        namespaces of a cluster (default: the default cluster)
 //	GET  /api/pods?cluster=NAME&namespace=NS pods of a cluster, in one namespace or all
 //	POST /api/sync                           run a sync now; its report
@@ -25,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/fanout"
 	"github.com/clusterregistry/clusterregistry/httpcluster"
 )
 
@@ -37,6 +42,11 @@ type Client interface {
 
 // RequestTimeout bounds each call to a cluster's API server.
 const RequestTimeout = 10 * time.Second
+
+// OverviewTimeout bounds each cluster's part of the overview: a cluster
+// that has not answered by then shows as timed out, and the page does not
+// wait for it.
+const OverviewTimeout = 3 * time.Second
 
 //go:embed page.html
 var files embed.FS
@@ -66,6 +76,7 @@ func New[T Client](syncer *clusterregistry.Syncer[T], opts ...Option) http.Handl
 		_ = page.Execute(w, httpcluster.Describe(reg.Snapshot()))
 	})
 	mux.Handle("GET /api/clusters", httpcluster.ListHandler(reg))
+	mux.Handle("GET /api/overview", httpcluster.FanOutHandler(reg, overview[T], fanout.WithTimeout(OverviewTimeout)))
 	mux.Handle("GET /api/namespaces", perCluster.Handler(http.HandlerFunc(namespaces[T])))
 	mux.Handle("GET /api/pods", perCluster.Handler(http.HandlerFunc(pods[T])))
 	mux.HandleFunc("POST /api/sync", func(w http.ResponseWriter, r *http.Request) {
@@ -95,6 +106,31 @@ type Pod struct {
 	Name      string `json:"name"`
 	Phase     string `json:"phase"`
 	Node      string `json:"node,omitempty"`
+}
+
+// Overview is one cluster's value in GET /api/overview.
+type Overview struct {
+	Namespaces int `json:"namespaces"`
+	Pods       int `json:"pods"`
+	Running    int `json:"running"`
+}
+
+func overview[T Client](ctx context.Context, _ string, client T) (Overview, error) {
+	ns, err := client.Kubernetes().CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return Overview{}, err
+	}
+	pods, err := client.Kubernetes().CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return Overview{}, err
+	}
+	o := Overview{Namespaces: len(ns.Items), Pods: len(pods.Items)}
+	for _, p := range pods.Items {
+		if p.Status.Phase == "Running" {
+			o.Running++
+		}
+	}
+	return o, nil
 }
 
 type namespaceList struct {

@@ -5,6 +5,7 @@ package dashboard_test
 // for the length of the test, and a leak check, in a few lines each.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -97,6 +99,53 @@ func TestDashboardPerClusterEndpoints(t *testing.T) {
 	assert.Equal(t, "dev", apiErr.Cluster)
 	assert.Equal(t, http.StatusServiceUnavailable, get(t, srv, "/api/pods?cluster=broken", &apiErr))
 	assert.Contains(t, apiErr.Error, "connection refused")
+}
+
+func TestDashboardOverviewShowsEveryClusterAtOnce(t *testing.T) {
+	source := clusterregistrytest.NewSource(
+		clusterregistrytest.NewDefaultCluster("prod"),
+		clusterregistrytest.NewCluster("staging"),
+		clusterregistrytest.NewCluster("broken"))
+	srv, _ := newDashboard(t, source)
+
+	var list httpcluster.FanOutList[dashboard.Overview]
+	require.Equal(t, http.StatusOK, get(t, srv, "/api/overview", &list))
+	require.Len(t, list.Clusters, 3)
+	assert.Equal(t, 1, list.Failed)
+	broken, prod, staging := list.Clusters[0], list.Clusters[1], list.Clusters[2]
+	assert.Contains(t, broken.Error, `cluster "broken"`)
+	assert.Nil(t, broken.Value)
+	require.NotNil(t, prod.Value)
+	assert.Equal(t, dashboard.Overview{Namespaces: 1, Pods: 2, Running: 2}, *prod.Value)
+	require.NotNil(t, staging.Value)
+	assert.Equal(t, dashboard.Overview{Namespaces: 2, Pods: 1, Running: 1}, *staging.Value)
+}
+
+// Over real (local) API servers and the library's ClientBuilder: once the
+// health check has found a black-holed cluster unreachable, the overview
+// shows it as down, with since when, and its client is not asked.
+func TestDashboardOverviewShowsADownCluster(t *testing.T) {
+	live, dead := clusterregistrytest.NewServer(t), clusterregistrytest.NewServer(t)
+	source := clusterregistrytest.NewSource(live.Cluster("live"), dead.Cluster("dead"))
+	dead.BlackHole()
+	hc := clusterregistry.HealthCheck{Interval: time.Hour, Timeout: 200 * time.Millisecond, FailureThreshold: 1}
+	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistry.ClientBuilder{SkipVersionCheck: true},
+		clusterregistry.WithHealthCheck(hc))
+	require.NoError(t, syncer.Probe(context.Background()))
+	srv := httptest.NewServer(dashboard.New(syncer))
+	t.Cleanup(srv.Close)
+
+	asked := dead.Requests()
+	var list httpcluster.FanOutList[dashboard.Overview]
+	require.Equal(t, http.StatusOK, get(t, srv, "/api/overview", &list))
+	require.Len(t, list.Clusters, 2)
+	down, up := list.Clusters[0], list.Clusters[1]
+	assert.True(t, down.Unreachable, "%+v", down)
+	assert.False(t, down.Since.IsZero())
+	assert.Contains(t, down.Error, `cluster "dead": unreachable since`)
+	assert.Equal(t, asked, dead.Requests(), "the dead cluster was asked")
+	require.NotNil(t, up.Value, "%+v", up)
+	assert.Equal(t, 1, up.Value.Namespaces)
 }
 
 func TestDashboardSyncButtonRemovesCluster(t *testing.T) {

@@ -3,6 +3,7 @@
 // dependency).
 //
 //	m := metrics.New(prometheus.NewRegistry())
+//	builder := clusterregistry.ClientBuilder{Observer: m} // per-cluster request metrics
 //	syncer, err := clusterregistry.NewSyncer(source, builder, clusterregistry.WithObserver(m))
 //	m.WatchClusters(func() []clusterregistry.ClusterInfo { return slices.Collect(syncer.Registry().Snapshot().Clusters()) })
 //	http.Handle("/metrics", m.Handler())
@@ -10,6 +11,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,9 +30,19 @@ import (
 //	clusterregistry_probe_duration_seconds{result} histogram of health probes
 //	clusterregistry_health_changes_total{to}       counter of health state changes
 //	clusterregistry_clusters{state}                clusters by state, read at scrape time
+//	clusterregistry_requests_total{cluster,verb,resource,code}
+//	                                               counter of the clients' requests (ClientBuilder.Observer)
+//	clusterregistry_request_duration_seconds{cluster,verb}
+//	                                               histogram of their latency to the response's headers
 //
-// Cluster names are labels only on build failures, so a fleet's size does
-// not multiply every series. Methods are safe for concurrent use.
+// Cluster names are labels on build failures and on requests only: the
+// request series are what a fleet dashboard asks for by cluster. Their
+// other labels come from a bounded set (clusterregistry.RequestInfo): the
+// verb, the resource as group/resource[/subresource] ("other" for paths
+// that name none) and the status code ("error" when no response came). The
+// histogram leaves out resource and code, so that a cluster costs one
+// histogram per verb rather than one per resource and code. Methods are
+// safe for concurrent use.
 type Metrics struct {
 	clusterregistry.NopObserver
 
@@ -41,6 +53,8 @@ type Metrics struct {
 	buildFailures *prometheus.CounterVec
 	probeDuration *prometheus.HistogramVec
 	healthChanges *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
 	clusters      *prometheus.Desc
 	reg           *prometheus.Registry
 }
@@ -74,10 +88,17 @@ func New(reg *prometheus.Registry) *Metrics {
 		healthChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clusterregistry_health_changes_total", Help: "Health state changes by new state.",
 		}, []string{"to"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterregistry_requests_total", Help: "Requests of the clusters' clients.",
+		}, []string{"cluster", "verb", "resource", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "clusterregistry_request_duration_seconds", Help: "Latency of the clusters' requests, to the response's headers.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}, []string{"cluster", "verb"}),
 		clusters: prometheus.NewDesc("clusterregistry_clusters", "Known clusters by state.", []string{"state"}, nil),
 	}
 	reg.MustRegister(m.syncDuration, m.lockHold, m.syncErrors, m.buildDuration, m.buildFailures,
-		m.probeDuration, m.healthChanges)
+		m.probeDuration, m.healthChanges, m.requests, m.latency)
 	return m
 }
 
@@ -120,6 +141,23 @@ func (m *Metrics) ProbeDone(_ string, d time.Duration, err error) {
 // HealthChanged records a change of health state.
 func (m *Metrics) HealthChanged(_ string, _, to clusterregistry.Health) {
 	m.healthChanges.WithLabelValues(to.State.String()).Inc()
+}
+
+// RequestDone records a request of a cluster's client.
+func (m *Metrics) RequestDone(cluster string, r clusterregistry.RequestInfo) {
+	resource := r.Resource
+	if r.Group != "" {
+		resource = r.Group + "/" + resource
+	}
+	if r.Subresource != "" {
+		resource += "/" + r.Subresource
+	}
+	code := "error"
+	if r.Code != 0 {
+		code = strconv.Itoa(r.Code)
+	}
+	m.requests.WithLabelValues(cluster, r.Verb, resource, code).Inc()
+	m.latency.WithLabelValues(cluster, r.Verb).Observe(r.Latency.Seconds())
 }
 
 func result(err error) string {

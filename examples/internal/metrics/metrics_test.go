@@ -10,9 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/clusterregistrytest"
 	"github.com/clusterregistry/clusterregistry/examples/internal/metrics"
 )
 
@@ -55,4 +57,29 @@ func TestMetricsFromASyncer(t *testing.T) {
 	} {
 		assert.Contains(t, body, want)
 	}
+}
+
+func TestRequestMetricsByCluster(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	srv := clusterregistrytest.NewServer(t)
+	b := clusterregistry.ClientBuilder{Observer: m}
+	c, err := b.Build(context.Background(), srv.Cluster("prod"))
+	require.NoError(t, err)
+	defer b.Release(c)
+	_, err = c.Kubernetes().CoreV1().Pods("shop").List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	_, err = c.Kubernetes().CoreV1().Namespaces().Get(context.Background(), "gone", metav1.GetOptions{})
+	require.Error(t, err)
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`clusterregistry_requests_total{cluster="prod",code="200",resource="pods",verb="list"} 1`,
+		`clusterregistry_requests_total{cluster="prod",code="404",resource="namespaces",verb="get"} 1`,
+		`clusterregistry_request_duration_seconds_count{cluster="prod",verb="list"} 1`,
+	} {
+		assert.Contains(t, body, want)
+	}
+	assert.NotContains(t, body, "gone", "no object name in a label")
 }
