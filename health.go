@@ -240,8 +240,10 @@ type probed[T any] struct {
 
 // applyHealth stores each probed client's next health, computed by next from
 // its previous health and the probe's error, and queues the events of the
-// changes for the subscribers. It returns those events.
-func (r *Registry[T]) applyHealth(results []*probed[T], next func(prev Health, err error) Health) []Event {
+// changes for the subscribers. It returns those events. Before a health is
+// stored, it is handed to tell (the library's own fail-fast breaker), so
+// that whoever reads Unreachable finds the client failing fast already.
+func (r *Registry[T]) applyHealth(results []*probed[T], next func(prev Health, err error) Health, tell func(*probed[T])) []Event {
 	r.eventsMu.Lock()
 	defer r.eventsMu.Unlock()
 	cur := r.load()
@@ -249,6 +251,7 @@ func (r *Registry[T]) applyHealth(results []*probed[T], next func(prev Health, e
 	for _, p := range results {
 		p.prev = p.h.loadHealth()
 		p.next = next(p.prev, p.err)
+		tell(p)
 		p.h.health.Store(&p.next)
 		if m := cur.members[p.name]; m == nil || m.h != p.h {
 			continue // replaced while it was probed: its health is history
@@ -289,11 +292,6 @@ func (s *Syncer[T]) Probe(ctx context.Context) error {
 	// during the round cannot release it.
 	leased := s.reg.leaseServing()
 	results, changes, err := s.probeLocked(ctx, leased)
-	if err == nil {
-		// Under probeMu, so that a later round's findings cannot be
-		// overwritten by this one's; it runs none of the caller's code.
-		s.tellFailFast(results)
-	}
 	s.probeMu.Unlock()
 
 	// With no lock held: the leases' last Release may release a client, and
@@ -321,9 +319,11 @@ func (s *Syncer[T]) probeLocked(ctx context.Context, leased []namedHandle[T]) ([
 		return results, nil, ctx.Err()
 	}
 	now := s.opts.clock.Now()
+	// tellFailFast runs under probeMu, so that a later round's findings
+	// cannot be overwritten by this one's; it runs none of the caller's code.
 	changes := s.reg.applyHealth(results, func(prev Health, err error) Health {
 		return nextHealth(prev, err, now, hc)
-	})
+	}, s.tellFailFast)
 	if s.reauthLocked(results, now) {
 		// Credentials may have been rotated in the source: re-read it.
 		s.Trigger()
@@ -356,16 +356,14 @@ func (s *Syncer[T]) reauthLocked(results []*probed[T], now time.Time) bool {
 	return due
 }
 
-// tellFailFast tells each probed client that can fail fast what its probe
-// found. The clients are still leased. s.probeMu must be held.
-func (s *Syncer[T]) tellFailFast(results []*probed[T]) {
+// tellFailFast tells a probed client that can fail fast what its probe
+// found. The client is still leased. s.probeMu must be held.
+func (s *Syncer[T]) tellFailFast(p *probed[T]) {
 	if s.opts.noFailFast {
 		return
 	}
-	for _, p := range results {
-		if ff, ok := any(p.h.client).(failFaster); ok {
-			ff.probed(p.err, p.next)
-		}
+	if ff, ok := any(p.h.client).(failFaster); ok {
+		ff.probed(p.err, p.next)
 	}
 }
 
