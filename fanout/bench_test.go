@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,11 @@ import (
 // so the first page with the dead cluster should cost about that, and not
 // the minutes an unbounded client-go request waits; once a probe has found
 // it unreachable, its client fails fast and the page should cost about what
-// it costs without the dead cluster ("known-down").
+// it costs without the dead cluster ("known-down"). The "naive" row is the
+// loop a service writes by hand: one goroutine per client of the Snapshot, no
+// per-cluster deadline, the page cut by a 30s context. Each of its loads
+// waits for the dead cluster for 30s, so it makes naiveLoads loads per run,
+// whatever -benchtime says.
 func BenchmarkPage(b *testing.B) {
 	const clusters, deadline = 100, 500 * time.Millisecond
 	live, dead := clusterregistrytest.NewServer(b), clusterregistrytest.NewServer(b)
@@ -71,4 +76,40 @@ func BenchmarkPage(b *testing.B) {
 		page(b, fast, fanout.WithFilter(func(ci clusterregistry.ClusterInfo) bool { return ci.Name != "dead" }))
 	})
 	b.Run("known-down", func(b *testing.B) { page(b, fast) })
+	var naive []time.Duration
+	b.Run("naive", func(b *testing.B) {
+		// Each run calls this with b.N=1, then with -benchtime's count
+		// (if more): the loads are made in the first call, and the later
+		// one reports them again.
+		if b.N == 1 || naive == nil {
+			naive = naivePage(slow, list)
+		}
+		b.ReportMetric(float64(naive[len(naive)/2])/1e6, "p50-ms")
+		b.ReportMetric(float64(naive[len(naive)*99/100])/1e6, "p99-ms")
+	})
+}
+
+// naiveLoads is how many loads the naive page makes: each takes 30s.
+const naiveLoads = 3
+
+// naivePage loads the naive page naiveLoads times and returns the sorted
+// durations. Its syncer must not fail fast: the naive loop has no breaker.
+func naivePage(syncer *clusterregistry.Syncer[*clusterregistry.Client],
+	list func(context.Context, string, *clusterregistry.Client) (int, error)) []time.Duration {
+	var took []time.Duration
+	for range naiveLoads {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var wg sync.WaitGroup
+		// Without a Lease, as such a loop is written: the source does not
+		// change while the benchmark runs, so no client is released under it.
+		for name, c := range syncer.Registry().Snapshot().All() {
+			wg.Go(func() { _, _ = list(ctx, name, c) })
+		}
+		wg.Wait()
+		cancel()
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return took
 }

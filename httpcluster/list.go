@@ -51,6 +51,35 @@ type ClusterStatus struct {
 	BuiltAt time.Time `json:"builtAt,omitzero"`
 	// Labels are the labels of the source's latest listing.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Health is what the latest probes say of the serving client
+	// (ClusterInfo.Health); nil when the cluster is not serving or has
+	// never been probed.
+	Health *HealthStatus `json:"health,omitempty"`
+}
+
+// HealthStatus is a serving cluster's health in a ClusterStatus.
+type HealthStatus struct {
+	// State is the health state: Ready, NotReady, Unreachable, Unauthorized
+	// or Unknown (clusterregistry.HealthState).
+	State string `json:"state"`
+	// Since is when State last changed.
+	Since time.Time `json:"since,omitzero"`
+	// Error is the latest probe's error, if it failed; it may be set while
+	// State is still Ready, until the failure threshold is reached.
+	Error string `json:"error,omitempty"`
+}
+
+// healthStatus returns h as a HealthStatus, or nil for a cluster that has
+// never been probed.
+func healthStatus(h clusterregistry.Health) *HealthStatus {
+	if h.State == clusterregistry.HealthUnknown && h.LastProbe.IsZero() {
+		return nil
+	}
+	hs := &HealthStatus{State: h.State.String(), Since: h.Since}
+	if h.Err != nil {
+		hs.Error = h.Err.Error()
+	}
+	return hs
 }
 
 // versioner is the optional method of a client type that ClusterStatus
@@ -88,6 +117,7 @@ func Describe[T any](snap clusterregistry.Snapshot[T]) ClusterList {
 			cs.Error = info.Err.Error()
 		}
 		if info.Serving {
+			cs.Health = healthStatus(info.Health)
 			// The snapshot's client may have been replaced and released
 			// since; ServerVersion only reads what was stored at build time.
 			if client, err := snap.Get(info.Name); err == nil {

@@ -123,3 +123,37 @@ func TestListHandlerEmptyAndMethods(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
 }
+
+func TestListHandlerHealth(t *testing.T) {
+	epoch := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	clock := clocktesting.NewFakeClock(epoch)
+	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("up"), clusterregistrytest.NewCluster("down"))
+	syncer, err := clusterregistry.NewSyncer(source, clusterregistry.BuilderFuncs[string]{
+		BuildFunc: func(_ context.Context, c clusterregistry.Cluster) (string, error) { return c.Name, nil },
+		ProbeFunc: func(_ context.Context, client string) error {
+			if client == "down" {
+				return errorString("dial tcp 10.0.0.9:6443: i/o timeout")
+			}
+			return nil
+		},
+	}, clusterregistry.WithClock(clock),
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{FailureThreshold: 1}))
+	require.NoError(t, err)
+	clusterregistrytest.Sync(t, syncer)
+	h := httpcluster.ListHandler(syncer.Registry())
+
+	l := getList(t, h)
+	require.Len(t, l.Clusters, 2)
+	assert.Nil(t, l.Clusters[0].Health, "never probed")
+
+	clock.Step(time.Minute)
+	require.NoError(t, syncer.Probe(context.Background()))
+	l = getList(t, h)
+	require.Len(t, l.Clusters, 2)
+	require.NotNil(t, l.Clusters[0].Health)
+	assert.Equal(t, "Unreachable", l.Clusters[0].Health.State)
+	assert.True(t, l.Clusters[0].Health.Since.Equal(epoch.Add(time.Minute)))
+	assert.Equal(t, "dial tcp 10.0.0.9:6443: i/o timeout", l.Clusters[0].Health.Error)
+	require.NotNil(t, l.Clusters[1].Health)
+	assert.Equal(t, httpcluster.HealthStatus{State: "Ready", Since: l.Clusters[1].Health.Since}, *l.Clusters[1].Health)
+}

@@ -77,7 +77,13 @@ func run(ctx context.Context, addr, path string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: dashboard.New(syncer, dashboard.WithMetrics(m.Handler())), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           dashboard.New(syncer, dashboard.WithMetrics(m.Handler()), dashboard.WithRequests(m.RecentHandler())),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Ctrl-C ends every request's context: the event streams return,
+		// and Shutdown does not wait for them.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }() // ends with Shutdown below
 	fmt.Printf("Dashboard of %v: http://%s  (Ctrl-C stops)\n", source.Paths(), ln.Addr())

@@ -86,8 +86,10 @@ func rowsOnPage(t *testing.T, ctx context.Context) []string {
 // TestDashboardInBrowser opens the dashboard of the demo's clusters in
 // headless chromium: the page lists the clusters and shows a cluster's pods
 // through the middleware; the overview shows a black-holed cluster as down
-// beside the others; a cluster removed from the source disappears from the
-// page after the Sync button is pressed.
+// beside the others, the clusters table shows its health as Unreachable
+// and the event feed its Unhealthy event; a cluster removed from the source
+// disappears from the page after the Sync button is pressed, and its
+// Removed event shows in the feed.
 //
 //	CLUSTERREGISTRY_BROWSER_TEST=1 go test ./demo -run TestDashboardInBrowser -v
 func TestDashboardInBrowser(t *testing.T) {
@@ -140,6 +142,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	overview, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#overview tr[data-cluster="cluster-3"]`)))
 	require.NoError(t, err)
 	assert.Contains(t, overview, `cluster "cluster-3"`)
+	// The probes find it unreachable: its health, and since when, in the
+	// clusters table, and the event in the feed.
+	browse(t, browser,
+		chromedp.WaitVisible(chromedp.CSS(`#clusters tr[data-cluster="cluster-3"][data-health="Unreachable"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#events tr[data-type="Unhealthy"][data-cluster="cluster-3"]`)),
+	)
+	health, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#clusters tr[data-cluster="cluster-3"] td.health`)))
+	require.NoError(t, err)
+	assert.Contains(t, health, "Unreachable since ")
+	event, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#events tr[data-type="Unhealthy"][data-cluster="cluster-3"]`)))
+	require.NoError(t, err)
+	assert.Contains(t, event, "Unreachable")
 	require.NoError(t, c3.Heal())
 
 	// Remove cluster-3 from the source and press Sync: its row goes.
@@ -149,6 +163,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`#clusters tr[data-cluster="cluster-3"]`)),
 	)
 	assert.Equal(t, []string{"cluster-1", "cluster-2"}, rowsOnPage(t, browser))
+	browse(t, browser, chromedp.WaitVisible(chromedp.CSS(`#events tr[data-type="Removed"][data-cluster="cluster-3"]`)))
 	status, err := chromedp.Run(browser, chromedp.Text(chromedp.ID("sync-status")))
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(status, "generation "), "the sync's report is shown: %q", status)

@@ -49,10 +49,11 @@ type demo struct {
 	syncer *clusterregistry.Syncer[*clusterregistry.Client]
 	url    string
 
-	stopSyncer context.CancelFunc
-	syncerDone chan error
-	server     *http.Server
-	serveDone  chan error
+	stopSyncer  context.CancelFunc
+	syncerDone  chan error
+	server      *http.Server
+	serveDone   chan error
+	endRequests context.CancelFunc // ends the contexts of the dashboard's requests
 }
 
 // run runs the whole demo and returns when ctx ends (Ctrl-C), or after the
@@ -151,7 +152,10 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 		clusterregistry.WithBackoff(time.Second, 10*time.Second),
 		clusterregistry.WithDrainTimeout(30*time.Second),
 		clusterregistry.WithLogger(logger),
-		clusterregistry.WithObserver(m))
+		clusterregistry.WithObserver(m),
+		// Probed often, so that the page shows a cluster cut off within
+		// seconds.
+		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, FailureThreshold: 2}))
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +177,15 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 		return nil, err
 	}
 	d.url = "http://" + ln.Addr().String()
-	d.server = &http.Server{Handler: dashboard.New(d.syncer, dashboard.WithMetrics(m.Handler())), ReadHeaderTimeout: 10 * time.Second}
+	var requests context.Context
+	requests, d.endRequests = context.WithCancel(context.Background())
+	d.server = &http.Server{
+		Handler:           dashboard.New(d.syncer, dashboard.WithMetrics(m.Handler()), dashboard.WithRequests(m.RecentHandler())),
+		ReadHeaderTimeout: 10 * time.Second,
+		// The requests' contexts end in stop, before Shutdown: the page's
+		// event stream would hold Shutdown otherwise.
+		BaseContext: func(net.Listener) context.Context { return requests },
+	}
 	d.serveDone = make(chan error, 1)
 	// Serve ends when stop shuts the server down.
 	go func() { d.serveDone <- d.server.Serve(ln) }()
@@ -185,6 +197,7 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 func (d *demo) stop() error {
 	var errs []error
 	if d.server != nil {
+		d.endRequests()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := d.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("dashboard: %w", err))

@@ -5,7 +5,10 @@
 //
 // Its JSON API:
 //
-//	GET  /api/clusters                       the clusters (httpcluster.ListHandler)
+//	GET  /api/clusters                       the clusters, with their health (httpcluster.ListHandler)
+//	GET  /api/events                         the Registry's events as Server-Sent Events (Subscribe),
+//	                                         starting with the current state
+//	GET  /api/requests                       each cluster's requests of the last minute (WithRequests)
 //	GET  /api/overview                       every cluster's namespace and pod counts, asked at once
 //	                                         (httpcluster.FanOutHandler): a cluster that is down
 //	                                         shows its error beside the others, without holding them
@@ -61,8 +64,18 @@ func WithMetrics(h http.Handler) Option {
 	return func(mux *http.ServeMux) { mux.Handle("GET /metrics", h) }
 }
 
+// WithRequests serves h (metrics.Metrics.RecentHandler, say: a JSON object
+// of each cluster's request rate and latency) at GET /api/requests, and the
+// page shows them.
+func WithRequests(h http.Handler) Option {
+	return func(mux *http.ServeMux) { mux.Handle("GET /api/requests", h) }
+}
+
 // New returns the dashboard's handler over syncer's Registry. It starts no
-// goroutine; the caller runs the Syncer.
+// goroutine; the caller runs the Syncer. GET /api/events holds its request
+// until the client goes or the Syncer stops: a server that shuts down
+// should end its requests' contexts first (http.Server.BaseContext), since
+// Shutdown waits for them.
 func New[T Client](syncer *clusterregistry.Syncer[T], opts ...Option) http.Handler {
 	reg := syncer.Registry()
 	perCluster := httpcluster.New(reg)
@@ -76,6 +89,7 @@ func New[T Client](syncer *clusterregistry.Syncer[T], opts ...Option) http.Handl
 		_ = page.Execute(w, httpcluster.Describe(reg.Snapshot()))
 	})
 	mux.Handle("GET /api/clusters", httpcluster.ListHandler(reg))
+	mux.Handle("GET /api/events", events(reg))
 	mux.Handle("GET /api/overview", httpcluster.FanOutHandler(reg, overview[T], fanout.WithTimeout(OverviewTimeout)))
 	mux.Handle("GET /api/namespaces", perCluster.Handler(http.HandlerFunc(namespaces[T])))
 	mux.Handle("GET /api/pods", perCluster.Handler(http.HandlerFunc(pods[T])))

@@ -43,6 +43,9 @@ import (
 // histogram leaves out resource and code, so that a cluster costs one
 // histogram per verb rather than one per resource and code. Methods are
 // safe for concurrent use.
+//
+// It also keeps each cluster's last minute of requests for a dashboard's
+// page (RecentRequests, RecentHandler): rate, errors and latency by cluster.
 type Metrics struct {
 	clusterregistry.NopObserver
 
@@ -57,12 +60,14 @@ type Metrics struct {
 	latency       *prometheus.HistogramVec
 	clusters      *prometheus.Desc
 	reg           *prometheus.Registry
+	recent        *recent
 }
 
 // New registers the metrics with reg; Handler serves what reg gathers.
 func New(reg *prometheus.Registry) *Metrics {
 	m := &Metrics{
-		reg: reg,
+		reg:    reg,
+		recent: newRecent(),
 		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "clusterregistry_sync_duration_seconds", Help: "Wall time of a sync.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
@@ -158,6 +163,7 @@ func (m *Metrics) RequestDone(cluster string, r clusterregistry.RequestInfo) {
 	}
 	m.requests.WithLabelValues(cluster, r.Verb, resource, code).Inc()
 	m.latency.WithLabelValues(cluster, r.Verb).Observe(r.Latency.Seconds())
+	m.recent.add(cluster, r.Latency, r.Code == 0 || r.Code >= 500)
 }
 
 func result(err error) string {

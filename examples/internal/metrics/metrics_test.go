@@ -3,9 +3,11 @@ package metrics_test
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -82,4 +84,42 @@ func TestRequestMetricsByCluster(t *testing.T) {
 		assert.Contains(t, body, want)
 	}
 	assert.NotContains(t, body, "gone", "no object name in a label")
+}
+
+func TestRecentRequests(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	now := time.Date(2026, 12, 2, 20, 0, 5, 0, time.UTC) // 5s into a 10s slot
+	metrics.SetClock(m, func() time.Time { return now })
+	done := func(cluster string, code int, latency time.Duration) {
+		m.RequestDone(cluster, clusterregistry.RequestInfo{Verb: "list", Resource: "pods", Code: code, Latency: latency})
+	}
+	for range 98 {
+		done("prod", 200, 2*time.Millisecond)
+	}
+	done("prod", 503, 30*time.Millisecond)
+	done("prod", 0, 3*time.Second) // no response
+	done("old", 200, time.Millisecond)
+
+	now = now.Add(50 * time.Second) // the window: 55s, every request still in it
+	done("staging", 200, 100*time.Millisecond)
+	got := m.RecentRequests()
+	require.Contains(t, got, "prod")
+	prod := got["prod"]
+	assert.Equal(t, 100, prod.Requests)
+	assert.InDelta(t, 100.0/55, prod.PerSecond, 1e-9)
+	assert.Equal(t, 2, prod.Errors)
+	assert.InDelta(t, (98*2+30+3000)/100.0, prod.MeanMs, 1e-9)
+	assert.Equal(t, 64.0, prod.P99Ms, "the 99th of 100 is in the 16-64 ms bucket")
+	assert.Equal(t, metrics.RequestStats{Requests: 1, PerSecond: 1.0 / 55, MeanMs: 100, P99Ms: 100}, got["staging"],
+		"the bound is the slowest request when that is lower")
+
+	// A minute later the first slot has gone: only staging is left, and a
+	// cluster with no request is dropped.
+	now = now.Add(10 * time.Second)
+	got = m.RecentRequests()
+	assert.Equal(t, []string{"staging"}, slices.Collect(maps.Keys(got)))
+
+	rec := httptest.NewRecorder()
+	m.RecentHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/requests", nil))
+	assert.JSONEq(t, `{"staging":{"requests":1,"perSecond":0.01818181818181818,"errors":0,"meanMs":100,"p99Ms":100}}`, rec.Body.String())
 }
