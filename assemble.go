@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // defaultPick is the default cluster that a listing gives.
@@ -229,15 +227,15 @@ func (s *Syncer[T]) failureFor(p *plan[T], now time.Time) *failure {
 		return prev // waiting for its backoff, or the same unusable description
 	}
 	f := &failure{
-		err:      &ClusterError{Name: p.desc.Name, Err: p.err, Since: now},
-		revision: p.desc.Revision,
-		built:    p.build,
+		err:         &ClusterError{Name: p.desc.Name, Err: p.err, Since: now},
+		description: description{revision: p.desc.Revision},
+		built:       p.build,
 	}
 	if prev != nil {
 		f.err.Since = prev.err.Since
 	}
 	if p.build {
-		f.config, f.listed = restconfig.Copy(p.desc.Config), p.desc.Config
+		f.description = describeListed(p.desc)
 		f.err.Attempts = 1
 		if prev != nil && prev.built && prev.describes(p.desc) {
 			f.err.Attempts = prev.err.Attempts + 1

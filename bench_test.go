@@ -250,22 +250,12 @@ func BenchmarkLookup(b *testing.B) {
 			}
 			prefix := fmt.Sprintf("access=%s/", access)
 			b.Run(fmt.Sprintf("%simpl=ours/clusters=%d", prefix, n), func(b *testing.B) {
-				s, src := newOurs(b, n, build)
-				reg := s.Registry()
-				stop := swapper(period, func(round int) {
-					src.Upsert(benchClusters(1, fmt.Sprint(round))[0])
-					_, _ = s.Sync(context.Background())
-				})
+				reg, stop := oursSyncing(b, n, period, build)
 				defer stop()
 				runLookups(b, spread, func(name string) bool { _, err := reg.Get(name); return err == nil })
 			})
 			b.Run(fmt.Sprintf("%simpl=lease/clusters=%d", prefix, n), func(b *testing.B) {
-				s, src := newOurs(b, n, build)
-				reg := s.Registry()
-				stop := swapper(period, func(round int) {
-					src.Upsert(benchClusters(1, fmt.Sprint(round))[0])
-					_, _ = s.Sync(context.Background())
-				})
+				reg, stop := oursSyncing(b, n, period, build)
 				defer stop()
 				runLookups(b, spread, func(name string) bool {
 					l, err := reg.Lease(name)
@@ -305,6 +295,17 @@ func BenchmarkLookup(b *testing.B) {
 			})
 		}
 	}
+}
+
+// oursSyncing returns the Registry of a Syncer over n clusters, which one
+// cluster's change rebuilds every period until stop.
+func oursSyncing(b *testing.B, n int, period, build time.Duration) (*clusterregistry.Registry[*benchClient], func()) {
+	s, src := newOurs(b, n, build)
+	stop := swapper(period, func(round int) {
+		src.Upsert(benchClusters(1, fmt.Sprint(round))[0])
+		_, _ = s.Sync(context.Background())
+	})
+	return s.Registry(), stop
 }
 
 // runLookups looks up the first spread clusters' names in turn.

@@ -172,8 +172,9 @@ func (r *Registry[T]) Subscribe() *Subscription {
 	defer r.eventsMu.Unlock()
 	// Under eventsMu no state is published, so the replay and the events
 	// that follow it meet exactly.
-	sub.queue = replayState(r.load())
-	if r.stopped {
+	cur := r.load()
+	sub.queue = replayState(cur)
+	if cur.stopped {
 		sub.ended = ErrStopped
 		return sub
 	}

@@ -152,7 +152,9 @@ func (r *syncRun[T]) awaitBuilds(ctx context.Context) {
 	for i := range r.plans {
 		pending[i] = r.plans[i].build
 	}
-	fresh := 1 // what to publish since the last partial publish; at first, all that needs no build
+	// Something to publish at the next tick: at first, all that needs no
+	// build; then the builds finished since the last partial publish.
+	fresh := true
 	tick := r.s.opts.clock.NewTimer(partialPublishEvery)
 	defer func() { tick.Stop() }()
 	for waiting > 0 {
@@ -164,11 +166,11 @@ func (r *syncRun[T]) awaitBuilds(ctx context.Context) {
 			if b.started {
 				r.builds = append(r.builds, b)
 			}
-			fresh++
+			fresh = true
 		case <-tick.C():
-			if fresh > 0 && ctx.Err() == nil {
+			if fresh && ctx.Err() == nil {
 				r.publishPartial(pending)
-				fresh = 0
+				fresh = false
 			}
 			tick = r.s.opts.clock.NewTimer(partialPublishEvery)
 		}
@@ -320,8 +322,7 @@ func (p *pendingBuild[T]) abandon() (buildResult[T], bool) {
 func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	ctx, cancel := s.withTimeout(ctx, s.opts.buildTimeout)
 	defer cancel()
-	listed := c
-	kept := restconfig.Copy(c.Config)
+	d := describeListed(c)
 	c.Config = restconfig.Copy(c.Config)
 	builtAt := s.opts.clock.Now()
 
@@ -349,7 +350,7 @@ func (s *Syncer[T]) build(ctx context.Context, c Cluster) (*handle[T], error) {
 	if ff, ok := any(r.client).(failFaster); ok && !s.opts.noFailFast {
 		ff.armFailFast(s.opts.clock) // before the client is published
 	}
-	return newHandle(r.client, listed, kept, builtAt), nil
+	return newHandle(r.client, d, builtAt), nil
 }
 
 // awaitBuild waits for a build's result, and for abandonGrace past ctx's

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/clusterregistry/clusterregistry/internal/restconfig"
 )
 
 // Registry holds the clients of the current clusters, their errors, the
@@ -43,7 +45,6 @@ type Registry[T any] struct {
 	// a lookup.
 	eventsMu    sync.Mutex
 	subscribers map[*Subscription]struct{} // protected by eventsMu
-	stopped     bool                       // protected by eventsMu: the Syncer has stopped
 }
 
 func newRegistry[T any]() *Registry[T] {
@@ -63,6 +64,11 @@ func (r *Registry[T]) load() *state[T] { return r.cur.Load() }
 func (r *Registry[T]) publish(next *state[T], events []Event, replaced []namedHandle[T]) time.Duration {
 	r.eventsMu.Lock()
 	defer r.eventsMu.Unlock()
+	return r.publishLocked(next, events, replaced)
+}
+
+// publishLocked is publish with r.eventsMu held.
+func (r *Registry[T]) publishLocked(next *state[T], events []Event, replaced []namedHandle[T]) time.Duration {
 	// Under eventsMu no probe result lands, so the inherited health is the
 	// latest.
 	for _, old := range replaced {
@@ -79,13 +85,13 @@ func (r *Registry[T]) publish(next *state[T], events []Event, replaced []namedHa
 	return held
 }
 
-// stop publishes the final, empty state with its events, then ends every
-// subscription with ErrStopped once it has read them.
+// stop publishes the final, empty state with its events, and ends every
+// subscription with ErrStopped once it has read them. A later Subscribe
+// finds the final state stopped.
 func (r *Registry[T]) stop(final *state[T], events []Event) {
-	r.publish(final, events, nil)
 	r.eventsMu.Lock()
 	defer r.eventsMu.Unlock()
-	r.stopped = true
+	r.publishLocked(final, events, nil)
 	for sub := range r.subscribers {
 		sub.end(ErrStopped)
 	}
@@ -188,10 +194,8 @@ func (l *Lease[T]) Release() {
 // handle is one built client and the leases on it. Several states share a
 // handle until a sync replaces it.
 type handle[T any] struct {
-	client     T
-	config     *rest.Config // private copy of the config the client was built from
-	listed     *rest.Config // the source's own config it was copied from; see describes
-	revision   string
+	client T
+	description
 	builtAt    time.Time
 	generation uint64 // the generation that first published the client
 
@@ -203,20 +207,33 @@ type handle[T any] struct {
 	drainOnce sync.Once
 }
 
-func newHandle[T any](client T, c Cluster, config *rest.Config, builtAt time.Time) *handle[T] {
-	return &handle[T]{client: client, config: config, listed: c.Config, revision: c.Revision, builtAt: builtAt}
+func newHandle[T any](client T, d description, builtAt time.Time) *handle[T] {
+	return &handle[T]{client: client, description: d, builtAt: builtAt}
 }
 
-// describes reports whether c needs no client beside h's. A source never
-// changes what it listed, so the very config object that h was built from
-// needs no comparison: a source that lists unchanged configs again as the
-// same objects (MemorySource, a SourceFunc over a kept listing) costs a
-// pointer comparison per cluster.
-func (h *handle[T]) describes(c Cluster) bool {
-	if c.Config != nil && c.Config == h.listed && c.Revision == h.revision {
+// description is what a client was built from, or what failed to build.
+type description struct {
+	config   *rest.Config // private copy
+	listed   *rest.Config // the source's own config it was copied from; see describes
+	revision string
+}
+
+// describeListed returns the description of c, keeping a private copy of
+// its config.
+func describeListed(c Cluster) description {
+	return description{config: restconfig.Copy(c.Config), listed: c.Config, revision: c.Revision}
+}
+
+// describes reports whether c needs no client beside one built from d. A
+// source never changes what it listed, so the very config object that d was
+// copied from needs no comparison: a source that lists unchanged configs
+// again as the same objects (MemorySource, a SourceFunc over a kept listing)
+// costs a pointer comparison per cluster.
+func (d description) describes(c Cluster) bool {
+	if c.Config != nil && c.Config == d.listed && c.Revision == d.revision {
 		return true
 	}
-	return sameDescription(h.config, h.revision, c)
+	return sameDescription(d.config, d.revision, c)
 }
 
 func (h *handle[T]) unlease() {
@@ -255,20 +272,9 @@ type member[T any] struct {
 // failure is a cluster's latest failure and the description that failed, so
 // that an unchanged description waits for its backoff.
 type failure struct {
-	err      *ClusterError
-	config   *rest.Config // private copy; nil for an unusable description
-	listed   *rest.Config // the source's own config it was copied from
-	revision string
-	built    bool // a build was tried (rather than the description refused)
-}
-
-// describes reports whether c is the description that failed, as
-// handle.describes does.
-func (f *failure) describes(c Cluster) bool {
-	if c.Config != nil && c.Config == f.listed && c.Revision == f.revision {
-		return true
-	}
-	return sameDescription(f.config, f.revision, c)
+	err         *ClusterError
+	description      // what failed to build; only its revision for an unusable one
+	built       bool // a build was tried (rather than the description refused)
 }
 
 // state is everything a reader sees. It is never changed once published.

@@ -58,11 +58,7 @@ type FanOutResult[R any] struct {
 // forwards the caller's path or query to the clusters.
 func FanOutHandler[T, R any](reg *clusterregistry.Registry[T], fn fanout.Func[T, R], opts ...fanout.Option) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
-				Status: http.StatusMethodNotAllowed, Error: "method " + r.Method + " not allowed",
-			})
+		if !readOnly(w, r) {
 			return
 		}
 		narrow, err := requestFilters(r)

@@ -136,13 +136,22 @@ func Describe[T any](snap clusterregistry.Snapshot[T]) ClusterList {
 // no I/O and takes no lease.
 func ListHandler[T any](reg *clusterregistry.Registry[T]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
-				Status: http.StatusMethodNotAllowed, Error: "method " + r.Method + " not allowed",
-			})
+		if !readOnly(w, r) {
 			return
 		}
 		writeJSON(w, http.StatusOK, Describe(reg.Snapshot()))
 	})
+}
+
+// readOnly answers a request that is neither GET nor HEAD with 405, and
+// reports whether it was one.
+func readOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+		Status: http.StatusMethodNotAllowed, Error: "method " + r.Method + " not allowed",
+	})
+	return false
 }
