@@ -38,7 +38,9 @@ type record struct {
 	weight         int
 	settled, view  string
 	duration       time.Duration
-	rv             string
+	// version changes with every write of the Lease: its resourceVersion
+	// and renew time.
+	version string
 }
 
 // parseLease reads a peer's Lease; ok is false for a Lease that is not a
@@ -54,7 +56,10 @@ func parseLease(l *coordv1.Lease) (r record, ok bool) {
 		settled:  l.Annotations[SettledAnnotation],
 		view:     l.Annotations[ViewAnnotation],
 		weight:   DefaultWeight,
-		rv:       l.ResourceVersion,
+		version:  l.ResourceVersion,
+	}
+	if l.Spec.RenewTime != nil {
+		r.version += "/" + l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
 	}
 	if w, err := strconv.Atoi(l.Annotations[WeightAnnotation]); err == nil && w > 0 {
 		r.weight = w
@@ -115,8 +120,9 @@ func (m *Member) mayTake(l *coordv1.Lease) error {
 		return nil
 	}
 	now := m.cfg.Clock.Now()
-	if l.ResourceVersion != m.foreignRV {
-		m.foreignRV, m.foreignSince = l.ResourceVersion, now
+	r, _ := parseLease(l)
+	if m.foreignSince.IsZero() || r.version != m.foreignVersion {
+		m.foreignVersion, m.foreignSince = r.version, now
 	}
 	if now.Sub(m.foreignSince) >= m.cfg.LeaseDuration {
 		return nil

@@ -65,24 +65,29 @@ type Member struct {
 	instance string // random: tells another process of this identity apart
 
 	// Only the goroutine that renews the Lease touches these.
-	foreignRV    string
-	foreignSince time.Time
+	foreignVersion string
+	foreignSince   time.Time
 
 	wake   chan struct{} // buffered 1: asks for a Lease write now
 	notify chan struct{} // buffered 1: asks the observer loop to deliver
 
-	mu       sync.Mutex // protects the fields below
-	running  bool       // Run was called
-	joined   bool       // the Lease is written and the peers listed
-	lost     bool       // RenewDeadline passed without a renewal
-	leaving  bool       // Run's context ended
-	peers    map[string]*peer
-	view     View
-	prevView View
+	mu      sync.Mutex // protects the fields below
+	running bool       // Run was called
+	joined  bool       // the Lease is written and the peers listed
+	written bool       // the Lease is written
+	// peersListed: the peers were listed once; until then the view is not
+	// known, and the replica builds nothing.
+	peersListed bool
+	lost        bool // RenewDeadline passed without a renewal
+	leaving     bool // Run's context ended
+	peers       map[string]*peer
+	view        View
+	prevView    View
 	// published is the settled view ID of the last Lease write that
 	// succeeded; written the settled ID of every write, even one whose
 	// answer was lost.
 	published   string
+	wasClear    bool // clearLocked, when the view was last recomputed
 	lastRenew   time.Time
 	held        map[string][]*holding
 	builds      map[*holding]context.CancelFunc
@@ -314,9 +319,10 @@ func (m *Member) renewed(start time.Time, d desired) (regained bool) {
 	m.published = d.settled
 	m.counts.Renewals++
 	regained = m.lost
-	first := !m.joined
+	first := !m.joined && m.peersListed
 	m.lost = false
-	m.joined = true
+	m.written = true
+	m.joined = m.peersListed
 	notify := m.recomputeLocked()
 	m.mu.Unlock()
 	if regained {
@@ -454,18 +460,21 @@ func (m *Member) recomputeLocked() bool {
 		}
 	}
 	v := NewView(replicas...)
-	wasClear := m.clearLocked()
+	notify := false
 	if v.ID != m.view.ID {
 		m.prevView, m.view = m.view, v
 		m.counts.ViewChanges++
 		m.log.Info("View changed", "view", v.String(), "id", v.ID, "from", m.prevView.String())
-		m.askWrite()
-		return true
+		notify = true
 	}
 	if m.published != v.ID && m.settledLocked(v) {
 		m.askWrite()
 	}
-	return !wasClear && m.clearLocked()
+	// Clear again: the clusters that waited for a peer may be built now.
+	clear := m.clearLocked()
+	notify = notify || clear && !m.wasClear
+	m.wasClear = clear
+	return notify
 }
 
 // clearLocked reports whether this replica may build any cluster that its

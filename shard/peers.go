@@ -81,7 +81,13 @@ func (m *Member) observeAll(ls []coordv1.Lease) {
 			delete(m.peers, id)
 		}
 	}
-	notify := m.recomputeLocked()
+	first := !m.peersListed
+	m.peersListed = true
+	if first && m.written && !m.lost {
+		m.joined = true
+		m.askWrite() // with the view
+	}
+	notify := m.recomputeLocked() || first && m.joined
 	m.mu.Unlock()
 	if notify {
 		m.changed()
@@ -113,7 +119,7 @@ func (m *Member) observeLocked(r record) {
 		p = &peer{}
 		m.peers[r.identity] = p
 	}
-	if p.rv != r.rv {
+	if p.version != r.version {
 		p.seen = m.cfg.Clock.Now()
 		p.dead = false
 	}
@@ -142,7 +148,7 @@ func (m *Member) forget(l *coordv1.Lease) {
 // seen change for its lease duration: one unchanged since is dead, one gone
 // is forgotten. The watch alone may be stale; a fresh read is not.
 func (m *Member) checkPeers(ctx context.Context) {
-	type suspect struct{ identity, name, rv string }
+	type suspect struct{ identity, name, version string }
 	var sus []suspect
 	m.mu.Lock()
 	for id, p := range m.peers {
@@ -151,7 +157,7 @@ func (m *Member) checkPeers(ctx context.Context) {
 			d = m.cfg.LeaseDuration
 		}
 		if !p.dead && m.cfg.Clock.Since(p.seen) >= d {
-			sus = append(sus, suspect{id, p.name, p.rv})
+			sus = append(sus, suspect{id, p.name, p.version})
 		}
 	}
 	m.mu.Unlock()
@@ -160,14 +166,14 @@ func (m *Member) checkPeers(ctx context.Context) {
 		m.mu.Lock()
 		p := m.peers[s.identity]
 		switch {
-		case p == nil || p.rv != s.rv:
+		case p == nil || p.version != s.version:
 			// Changed meanwhile: the watch saw it.
 		case apierrors.IsNotFound(err):
 			delete(m.peers, s.identity)
 		case err != nil:
 			// Unknown: it stays alive; if the hub is out of reach, this
 			// replica loses its own Lease first.
-		case l.ResourceVersion == s.rv:
+		case sameVersion(l, s.version):
 			p.dead = true
 			m.counts.Expiries++
 			m.log.Info("A peer's Lease expired", "peer", s.identity, "lastSeen", time.Duration(m.cfg.Clock.Since(p.seen)).String())
@@ -182,4 +188,9 @@ func (m *Member) checkPeers(ctx context.Context) {
 			m.changed()
 		}
 	}
+}
+
+func sameVersion(l *coordv1.Lease, version string) bool {
+	r, ok := parseLease(l)
+	return ok && r.version == version
 }
