@@ -116,8 +116,8 @@ func (g *group) proxy(id string) *localcluster.Proxy {
 	return p
 }
 
-// start starts a replica process of identity id.
-func (g *group) start(id string) *proc {
+// start starts a replica process of identity id, with more flags if any.
+func (g *group) start(id string, flags ...string) *proc {
 	g.t.Helper()
 	p := g.proxy(id)
 	g.mu.Lock()
@@ -147,6 +147,7 @@ func (g *group) start(id string) *proc {
 		"-status", pr.status,
 		"-v",
 	}, g.extra...)
+	args = append(args, flags...)
 	if err := pr.run(args); err != nil {
 		g.t.Fatalf("start %s: %v", id, err)
 	}

@@ -381,3 +381,44 @@ func assertLeaseGone(t *testing.T, leases coordinationv1.LeasesGetter, group, id
 	_, err := leases.Leases("default").Get(ctx, group+"-"+id, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "Lease of %s after a clean stop: %v", id, err)
 }
+
+// TestJoinWithSlowPeerList (a regression test: the lead fixed it in
+// e44a69b, found by the unit tests): a replica must not build before it knows its
+// peers. replica-1 joins a steady replica-0 while its first list of the
+// Leases is slow (held 2 s in its own transport, as a loaded hub or a
+// failed first list would make it). Its own Lease is written at once; if it
+// counted as joined then, it would see a view of itself alone and build
+// every cluster while replica-0 still holds them.
+func TestJoinWithSlowPeerList(t *testing.T) {
+	g := newGroup(t, "slowlist", clusters)
+	g.start(identity(0))
+	g.waitSteady(identities(0), steadyTimeout)
+	g.start(identity(1), "-delay-first", "list-leases=2s")
+	g.waitSteady(identities(0, 1), steadyTimeout)
+	g.assertNoOverlap(t)
+}
+
+// TestJoinBeforeWatchSeesPeers: a replica must not build before it knows
+// every peer whose Lease was written before its own. replica-0 and replica-1
+// start together on a fresh group; both list the Leases at once and find
+// none. replica-0's first write is held 1 s, replica-1's 2 s, and
+// replica-1's watch of the Leases is held 4 s (in its own transport: a slow
+// hub, a first Create retried, a watch that the API server refuses until its
+// watch cache is ready). replica-0 writes, joins alone and builds every
+// cluster; replica-1 writes a second later and, knowing no peer (its list
+// was empty, its watch has not started), joins alone too and builds every
+// cluster while replica-0 holds them. Having listed the peers once is not
+// enough: the list must follow the replica's own write, or the replica must
+// wait until its watch shows its own Lease, so that of two replicas the
+// later always sees the earlier.
+func TestJoinBeforeWatchSeesPeers(t *testing.T) {
+	g := newGroup(t, "stalejoin", clusters)
+	var wg sync.WaitGroup
+	wg.Go(func() { g.start(identity(0), "-delay-first", "get-leases=1s") })
+	wg.Go(func() {
+		g.start(identity(1), "-delay-first", "get-leases=2s", "-delay-first", "watch-leases=4s")
+	})
+	wg.Wait()
+	g.waitSteady(identities(0, 1), steadyTimeout)
+	g.assertNoOverlap(t)
+}

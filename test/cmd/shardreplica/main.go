@@ -56,6 +56,7 @@ type flags struct {
 	retryPeriod, drainTimeout      time.Duration
 	interval, buildDelay           time.Duration
 	clusters                       int
+	delayFirst                     delays
 	ledger, status                 string
 	verbose                        bool
 }
@@ -78,6 +79,8 @@ func main() {
 	flag.IntVar(&f.clusters, "clusters", 300, "number of clusters in the shared source")
 	flag.StringVar(&f.ledger, "ledger", "", "ledger file, appended to (required)")
 	flag.StringVar(&f.status, "status", "", "status file, replaced (required)")
+	f.delayFirst = delays{}
+	flag.Var(f.delayFirst, "delay-first", "fault, repeatable: `verb-resource=duration`, such as list-leases=2s: hold this replica's first request of that kind this long, as a slow hub or a failed first try would")
 	flag.BoolVar(&f.verbose, "v", false, "log the Member's and the Syncer's messages to stderr")
 	flag.Parse()
 	if f.identity == "" || f.server == "" || f.caFile == "" || f.tokenFile == "" || f.ledger == "" || f.status == "" {
@@ -101,7 +104,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	counter := newRequestCounter()
+	counter := newRequestCounter(f.delayFirst)
 	hub := &rest.Config{
 		Host:            f.server,
 		BearerToken:     strings.TrimSpace(string(token)),
@@ -261,21 +264,55 @@ func (o *observer) StatusChanged(shard.Status) {
 func (o *observer) Handoff(shard.Handoff) {}
 
 // requestCounter counts the hub requests by verb and resource.
+// It can also hold the first request of a kind, as a slow hub would.
 type requestCounter struct {
+	delays delays // read-only
+
 	mu     sync.Mutex // protects counts
 	counts map[string]int64
 }
 
-func newRequestCounter() *requestCounter { return &requestCounter{counts: map[string]int64{}} }
+func newRequestCounter(d delays) *requestCounter {
+	return &requestCounter{delays: d, counts: map[string]int64{}}
+}
 
 func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-		key := verb(req) + " " + resource(req.URL.Path)
+		res, _ := resource(req.URL.Path)
+		key := verb(req) + " " + res
 		c.mu.Lock()
 		c.counts[key]++
+		first := c.counts[key] == 1
 		c.mu.Unlock()
+		if d := c.delays[verb(req)+"-"+res]; first && d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-req.Context().Done():
+				t.Stop()
+				return nil, req.Context().Err()
+			}
+		}
 		return rt.RoundTrip(req)
 	})
+}
+
+// delays is a flag.Value of verb-resource=duration pairs.
+type delays map[string]time.Duration
+
+func (d delays) String() string { return fmt.Sprint(map[string]time.Duration(d)) }
+
+func (d delays) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q: want verb-resource=duration", s)
+	}
+	dur, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	d[k] = dur
+	return nil
 }
 
 func (c *requestCounter) snapshot() map[string]int64 {
@@ -294,7 +331,7 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 
 // verb names a request as the API server's audit log would.
 func verb(req *http.Request) string {
-	named := len(strings.Split(strings.Trim(req.URL.Path, "/"), "/"))%2 == 0 && strings.Contains(req.URL.Path, "/namespaces/")
+	_, named := resource(req.URL.Path)
 	switch req.Method {
 	case http.MethodGet:
 		switch {
@@ -316,19 +353,17 @@ func verb(req *http.Request) string {
 	return strings.ToLower(req.Method)
 }
 
-// resource returns the resource of an API path such as
-// /apis/coordination.k8s.io/v1/namespaces/default/leases/x: "leases".
-func resource(path string) string {
+// resource returns the resource of a namespaced API path, and whether the
+// path names one object: /apis/coordination.k8s.io/v1/namespaces/default/leases/x
+// is "leases", true.
+func resource(path string) (string, bool) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	for i, p := range parts {
 		if p == "namespaces" && i+2 < len(parts) {
-			return parts[i+2]
+			return parts[i+2], i+3 < len(parts)
 		}
 	}
-	if len(parts) > 0 {
-		return parts[len(parts)-1]
-	}
-	return ""
+	return path, false
 }
 
 // Status is what the status file holds; test/shard reads it.
