@@ -6,7 +6,8 @@
 // ledgers: no two processes ever hold a client of one cluster at once.
 //
 // The tests share one hub and run one after the other; each uses a group of
-// its own, so that no test sees another's Leases.
+// its own, so that no test sees another's Leases. The bounds and the
+// figures each test logs are listed in test/README.md.
 package shard
 
 import (

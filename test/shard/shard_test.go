@@ -422,3 +422,57 @@ func TestJoinBeforeWatchSeesPeers(t *testing.T) {
 	g.waitSteady(identities(0, 1), steadyTimeout)
 	g.assertNoOverlap(t)
 }
+
+// TestHubRestart: the hub itself goes away (its API server killed, then
+// started again on the same data), so that no replica can renew. Every
+// replica stops serving within its renew deadline and its grace; no
+// cluster changes hands while the hub is away; when it is back the group
+// serves every cluster again as before, with no two holders at any moment.
+// It runs last: it restarts the hub that every test shares.
+func TestHubRestart(t *testing.T) {
+	g := newGroup(t, "hubrestart", clusters)
+	ids := identities(0, 1, 2)
+	for _, id := range ids {
+		g.start(id)
+	}
+	before := g.waitSteady(ids, steadyTimeout)
+
+	down := time.Now()
+	require.NoError(t, g.hub.cluster.Stop())
+	var allReleased time.Time
+	waitFor(t, renewDeadline+leaseDuration+5*time.Second, "every replica releases every cluster", func() error {
+		l, err := g.readLedger()
+		if err != nil {
+			return err
+		}
+		for _, iv := range l.all {
+			if iv.end == 0 {
+				return fmt.Errorf("%s holds %s: %w", iv.identity, iv.cluster, errNotYet)
+			}
+		}
+		allReleased = time.Now()
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	restart := time.Now() // the API server was down until here at least
+	require.NoError(t, g.hub.cluster.Start(ctx))
+	up := time.Now()
+	after := g.waitSteady(ids, steadyTimeout)
+	assert.Equal(t, before.holders, after.holders, "the same view gives every cluster to the same replica")
+
+	l, err := g.readLedger()
+	require.NoError(t, err)
+	var rebuilt int64 = math.MaxInt64
+	for _, iv := range l.all {
+		if iv.start > down.UnixNano() {
+			rebuilt = min(rebuilt, iv.start)
+		}
+	}
+	assert.Greater(t, rebuilt, restart.UnixNano(), "no cluster was built while the hub was down")
+	t.Logf("FIGURES hub restart: every client released %v after the hub went down (seen by a poll); restart begun at %v, ready at %v; first build at %v; steady at %v",
+		allReleased.Sub(down).Round(time.Millisecond), restart.Sub(down).Round(time.Millisecond), up.Sub(down).Round(time.Millisecond),
+		time.Duration(rebuilt-down.UnixNano()).Round(time.Millisecond), after.at.Sub(down).Round(time.Millisecond))
+	t.Logf("FIGURES hub restart: %.1f unowned cluster-seconds from the hub's stop to steady", l.unowned(g.clusters, down, after.at))
+	g.assertNoOverlap(t)
+}
