@@ -204,10 +204,17 @@ func (pr *proc) signal(sig syscall.Signal) {
 	}
 }
 
-// stop sends SIGTERM and waits for a clean exit.
+// stop sends SIGTERM to the latest process of id and waits for a clean
+// exit.
 func (g *group) stop(id string) *proc {
 	g.t.Helper()
-	pr := g.proc(id)
+	return g.stopProc(g.proc(id))
+}
+
+// stopProc sends SIGTERM to pr and waits for a clean exit.
+func (g *group) stopProc(pr *proc) *proc {
+	g.t.Helper()
+	id := pr.identity
 	pr.signal(syscall.SIGTERM)
 	select {
 	case <-pr.done:

@@ -423,6 +423,62 @@ func TestJoinBeforeWatchSeesPeers(t *testing.T) {
 	g.assertNoOverlap(t)
 }
 
+// TestCrashRestart: a replica is killed (kill -9) and its successor starts
+// at once under the same identity, as a crashed container restarts in its
+// pod. The successor finds the Lease of its identity held by another
+// process and waits until nobody has renewed it for a lease duration; the
+// peers meanwhile take the victim's clusters or not, and give them back.
+// No two holders at any moment; the group ends as it began.
+func TestCrashRestart(t *testing.T) {
+	g := newGroup(t, "crash", clusters)
+	ids := identities(0, 1, 2)
+	for _, id := range ids {
+		g.start(id)
+	}
+	before := g.waitSteady(ids, steadyTimeout)
+	victim := g.kill(identity(1))
+	g.start(identity(1))
+	after := g.waitSteady(ids, steadyTimeout)
+	assert.Equal(t, before.holders, after.holders)
+	l, err := g.readLedger()
+	require.NoError(t, err)
+	t.Logf("FIGURES crash and restart: steady again %v after the kill; %.1f unowned cluster-seconds",
+		after.at.Sub(victim.diedAt).Round(time.Millisecond), l.unowned(g.clusters, victim.diedAt, after.at))
+	g.assertNoOverlap(t)
+}
+
+// TestDuplicateIdentity: a second process starts under an identity that a
+// live replica already has (a misconfiguration). It must build nothing
+// while the first renews the Lease of that identity; once the first stops
+// cleanly, it takes the identity over.
+func TestDuplicateIdentity(t *testing.T) {
+	g := newGroup(t, "duplicate", clusters)
+	ids := identities(0, 1)
+	for _, id := range ids {
+		g.start(id)
+	}
+	g.waitSteady(ids, steadyTimeout)
+	first := g.proc(identity(1))
+	dup := g.start(identity(1))
+	// A window in which nothing may happen: two lease durations.
+	window := time.Now().Add(2 * leaseDuration)
+	for time.Now().Before(window) {
+		l, err := g.readLedger()
+		require.NoError(t, err)
+		for _, iv := range l.all {
+			require.NotEqual(t, dup.pid, iv.pid, "the duplicate built %s while the first process of its identity lives", iv.cluster)
+		}
+		time.Sleep(100 * time.Millisecond) // a poll interval
+	}
+	st, err := dup.readStatus()
+	require.NoError(t, err)
+	assert.False(t, st.Shard.Serving, "the duplicate does not serve")
+
+	g.stopProc(first)
+	g.waitSteady(ids, steadyTimeout) // with the duplicate as replica-1
+	g.assertNoOverlap(t)
+}
+
 // TestHubRestart: the hub itself goes away (its API server killed, then
 // started again on the same data), so that no replica can renew. Every
 // replica stops serving within its renew deadline and its grace; no
