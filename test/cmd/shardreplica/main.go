@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -57,6 +58,7 @@ type flags struct {
 	interval, buildDelay           time.Duration
 	clusters                       int
 	delayFirst                     delays
+	delayUpdates, watchLag         time.Duration
 	ledger, status                 string
 	verbose                        bool
 }
@@ -81,6 +83,8 @@ func main() {
 	flag.StringVar(&f.status, "status", "", "status file, replaced (required)")
 	f.delayFirst = delays{}
 	flag.Var(f.delayFirst, "delay-first", "fault, repeatable: `verb-resource=duration`, such as list-leases=2s: hold this replica's first request of that kind this long, as a slow hub or a failed first try would")
+	flag.DurationVar(&f.delayUpdates, "delay-updates", 0, "fault: hold every update of a Lease this long (a slow hub)")
+	flag.DurationVar(&f.watchLag, "watch-lag", 0, "fault: deliver every byte of a watch this late (a lagging watch)")
 	flag.BoolVar(&f.verbose, "v", false, "log the Member's and the Syncer's messages to stderr")
 	flag.Parse()
 	if f.identity == "" || f.server == "" || f.caFile == "" || f.tokenFile == "" || f.ledger == "" || f.status == "" {
@@ -105,6 +109,7 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	counter := newRequestCounter(f.delayFirst)
+	counter.delayUpdates, counter.watchLag = f.delayUpdates, f.watchLag
 	hub := &rest.Config{
 		Host:            f.server,
 		BearerToken:     strings.TrimSpace(string(token)),
@@ -266,7 +271,9 @@ func (o *observer) Handoff(shard.Handoff) {}
 // requestCounter counts the hub requests by verb and resource.
 // It can also hold the first request of a kind, as a slow hub would.
 type requestCounter struct {
-	delays delays // read-only
+	delays       delays // read-only
+	delayUpdates time.Duration
+	watchLag     time.Duration
 
 	mu     sync.Mutex // protects counts
 	counts map[string]int64
@@ -284,7 +291,14 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		c.counts[key]++
 		first := c.counts[key] == 1
 		c.mu.Unlock()
-		if d := c.delays[verb(req)+"-"+res]; first && d > 0 {
+		d := c.delays[verb(req)+"-"+res]
+		if !first {
+			d = 0
+		}
+		if verb(req) == "update" {
+			d += c.delayUpdates
+		}
+		if d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
@@ -293,8 +307,85 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 				return nil, req.Context().Err()
 			}
 		}
-		return rt.RoundTrip(req)
+		resp, err := rt.RoundTrip(req)
+		if err == nil && c.watchLag > 0 && verb(req) == "watch" {
+			resp.Body = newLaggingBody(resp.Body, c.watchLag)
+		}
+		return resp, err
 	})
+}
+
+// laggingBody delivers every chunk of a response body lag after it
+// arrived: a delay line, not a slower reader, so the lag does not grow.
+type laggingBody struct {
+	inner  io.ReadCloser
+	lag    time.Duration
+	chunks chan chunk
+	done   chan struct{} // closed by Close
+	once   sync.Once
+	buf    []byte // of the chunk being read out
+	err    error  // of the body, once buf is read out
+}
+
+type chunk struct {
+	data []byte
+	at   time.Time
+	err  error
+}
+
+func newLaggingBody(inner io.ReadCloser, lag time.Duration) *laggingBody {
+	b := &laggingBody{inner: inner, lag: lag, chunks: make(chan chunk, 1024), done: make(chan struct{})}
+	// Reads the body as it comes until it ends; Close ends it by closing
+	// the body underneath.
+	go b.pump()
+	return b
+}
+
+func (b *laggingBody) pump() {
+	for {
+		p := make([]byte, 32*1024)
+		n, err := b.inner.Read(p)
+		select {
+		case b.chunks <- chunk{data: p[:n], at: time.Now(), err: err}:
+		case <-b.done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (b *laggingBody) Read(p []byte) (int, error) {
+	for len(b.buf) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		var c chunk
+		select {
+		case c = <-b.chunks:
+		case <-b.done:
+			return 0, io.EOF
+		}
+		if wait := time.Until(c.at.Add(b.lag)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-b.done:
+				t.Stop()
+				return 0, io.EOF
+			}
+		}
+		b.buf, b.err = c.data, c.err
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+func (b *laggingBody) Close() error {
+	b.once.Do(func() { close(b.done) })
+	return b.inner.Close()
 }
 
 // delays is a flag.Value of verb-resource=duration pairs.
