@@ -53,7 +53,17 @@ const (
 // other cluster keeps its very client, and no two processes ever hold one
 // cluster at once.
 func TestScaleUpAndDown(t *testing.T) {
-	g := newGroup(t, "scale", clusters)
+	testScaleUpAndDown(t, newGroup(t, "scale", clusters))
+}
+
+// TestScaleUpAndDownWithRequestsInFlight is TestScaleUpAndDown with every
+// served client leased all the time, each lease held 1 s (longer than the
+// drain timeout): a release waits for the drain, and the handoff with it.
+func TestScaleUpAndDownWithRequestsInFlight(t *testing.T) {
+	testScaleUpAndDown(t, newGroup(t, "scale-inflight", clusters, "-in-flight", "1s"))
+}
+
+func testScaleUpAndDown(t *testing.T, g *group) {
 	three, five := identities(0, 1, 2), identities(0, 1, 2, 3, 4)
 	for _, id := range three {
 		g.start(id)
@@ -83,7 +93,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	assert.Equal(t, s3.holders, s3b.holders, "the view of three gives every cluster back to its first owner")
 
 	g.assertNoOverlap(t)
-	t.Logf("FIGURES scale: moved up %.1f%%, down %.1f%% (HRW's expectation 40%%)", 100*up, 100*down)
+	t.Logf("FIGURES %s: moved up %.1f%%, down %.1f%% (HRW's expectation 40%%)", g.name, 100*up, 100*down)
 }
 
 // checkBalance asserts that each replica holds within balanceTolerance of
@@ -136,10 +146,10 @@ func (g *group) checkMoves(t *testing.T, what string, idsBefore, idsAfter []stri
 		gap = append(gap, time.Duration(next.built-l.servedUntil(old)))
 	}
 	frac := float64(len(moved)) / float64(len(g.clusters))
-	t.Logf("FIGURES %s: %d of %d clusters moved (%.1f%%), HRW predicted %d", what, len(moved), len(g.clusters), 100*frac, len(predicted))
-	t.Logf("FIGURES %s: handoff (old owner's release end -> new owner's build end): %v", what, handoff)
-	t.Logf("FIGURES %s: unserved gap per moved cluster (old release start -> new build end): %v", what, gap)
-	t.Logf("FIGURES %s: change to steady state: %v", what, after.at.Sub(change).Round(time.Millisecond))
+	t.Logf("FIGURES %s %s: %d of %d clusters moved (%.1f%%), HRW predicted %d", g.name, what, len(moved), len(g.clusters), 100*frac, len(predicted))
+	t.Logf("FIGURES %s %s: handoff (old owner's release end -> new owner's build end): %v", g.name, what, handoff)
+	t.Logf("FIGURES %s %s: unserved gap per moved cluster (old release start -> new build end): %v", g.name, what, gap)
+	t.Logf("FIGURES %s %s: change to steady state: %v", g.name, what, after.at.Sub(change).Round(time.Millisecond))
 	assert.LessOrEqual(t, handoff.max(), handoffBound, "%s: slowest handoff", what)
 	return frac
 }
@@ -199,7 +209,18 @@ func TestKill(t *testing.T) {
 // its Lease can expire, the others build them only after that; when the
 // path heals it rejoins and gets its share back.
 func TestPartition(t *testing.T) {
-	g := newGroup(t, "partition", clusters)
+	testPartition(t, newGroup(t, "partition", clusters))
+}
+
+// TestPartitionWithRequestsInFlight is TestPartition with every served
+// client leased all the time, each lease held 1 s: the partitioned replica
+// must still release before its peers build, its releases waiting for the
+// drain timeout.
+func TestPartitionWithRequestsInFlight(t *testing.T) {
+	testPartition(t, newGroup(t, "partition-inflight", clusters, "-in-flight", "1s"))
+}
+
+func testPartition(t *testing.T, g *group) {
 	ids := identities(0, 1, 2)
 	for _, id := range ids {
 		g.start(id)
@@ -242,8 +263,8 @@ func TestPartition(t *testing.T) {
 		firstBuild = min(firstBuild, iv.start)
 		lastBuild = max(lastBuild, iv.built)
 	}
-	t.Logf("FIGURES partition: black hole -> its last release end %v; -> others' first build start %v, last build end %v (lease duration %v, renew deadline %v)",
-		time.Duration(released-cut.UnixNano()).Round(time.Millisecond),
+	t.Logf("FIGURES %s: black hole -> its last release end %v; -> others' first build start %v, last build end %v (lease duration %v, renew deadline %v)",
+		g.name, time.Duration(released-cut.UnixNano()).Round(time.Millisecond),
 		time.Duration(firstBuild-cut.UnixNano()).Round(time.Millisecond),
 		time.Duration(lastBuild-cut.UnixNano()).Round(time.Millisecond), leaseDuration, renewDeadline)
 	assert.Less(t, released, firstBuild, "the partitioned replica released everything before any peer built one of its clusters")
@@ -262,7 +283,7 @@ func TestPartition(t *testing.T) {
 	heal := time.Now()
 	require.NoError(t, g.proxy(victim).Heal())
 	after := g.waitSteady(ids, steadyTimeout)
-	t.Logf("FIGURES partition: heal -> steady with the replica back: %v", after.at.Sub(heal).Round(time.Millisecond))
+	t.Logf("FIGURES %s: heal -> steady with the replica back: %v", g.name, after.at.Sub(heal).Round(time.Millisecond))
 	assert.Equal(t, before.holders, after.holders, "the healed replica got its share back")
 	g.assertNoOverlap(t)
 }

@@ -59,6 +59,7 @@ type flags struct {
 	clusters                       int
 	delayFirst                     delays
 	delayUpdates, watchLag         time.Duration
+	inFlight                       time.Duration
 	ledger, status                 string
 	verbose                        bool
 }
@@ -85,6 +86,7 @@ func main() {
 	flag.Var(f.delayFirst, "delay-first", "fault, repeatable: `verb-resource=duration`, such as list-leases=2s: hold this replica's first request of that kind this long, as a slow hub or a failed first try would")
 	flag.DurationVar(&f.delayUpdates, "delay-updates", 0, "fault: hold every update of a Lease this long (a slow hub)")
 	flag.DurationVar(&f.watchLag, "watch-lag", 0, "fault: deliver every byte of a watch this late (a lagging watch)")
+	flag.DurationVar(&f.inFlight, "in-flight", 0, "every 100 ms, lease every served cluster's client for this long, as requests in flight would (the Syncer drains them before a release)")
 	flag.BoolVar(&f.verbose, "v", false, "log the Member's and the Syncer's messages to stderr")
 	flag.Parse()
 	if f.identity == "" || f.server == "" || f.caFile == "" || f.tokenFile == "" || f.ledger == "" || f.status == "" {
@@ -174,6 +176,9 @@ func run(ctx context.Context, f flags) error {
 		}
 	})
 	inner.Go(func() { _ = syncer.Run(ctx) })
+	if f.inFlight > 0 {
+		inner.Go(func() { requests(ctx, syncer.Registry(), f.inFlight) })
+	}
 	inner.Wait()
 	st.write(true)
 	stStop()
@@ -253,6 +258,46 @@ func (l *ledger) builder(delay time.Duration) clusterregistry.Builder[*client] {
 			l.record("release-start", cl.cluster, cl.id)
 			l.record("release-end", cl.cluster, cl.id)
 		},
+	}
+}
+
+// requests leases the client of every served cluster every 100 ms and
+// returns each lease d later, until ctx ends; it then returns every lease
+// at once.
+func requests(ctx context.Context, reg *clusterregistry.Registry[*client], d time.Duration) {
+	var mu sync.Mutex // protects held
+	held := map[*clusterregistry.Lease[*client]]*time.Timer{}
+	defer func() {
+		mu.Lock()
+		for l, t := range held {
+			if t.Stop() {
+				l.Release()
+			}
+		}
+		mu.Unlock()
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, name := range reg.Snapshot().Names() {
+			l, err := reg.Lease(name)
+			if err != nil {
+				continue // gone meanwhile
+			}
+			mu.Lock()
+			held[l] = time.AfterFunc(d, func() {
+				mu.Lock()
+				delete(held, l)
+				mu.Unlock()
+				l.Release()
+			})
+			mu.Unlock()
+		}
 	}
 }
 
