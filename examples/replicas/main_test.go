@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,24 +18,6 @@ func TestMain(m *testing.M) {
 	os.Exit(localcluster.RunTests(m, func() bool { return !testing.Short() }, clusterregistrytest.LeakOptions()...))
 }
 
-// syncBuffer is a bytes.Buffer safe for the replicas' concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestReplicasOnLocalClusters runs the example against four local clusters:
 // the three replicas share them, replica-b's clusters move to the others
 // when it stops and come back when it starts, each move with its reason.
@@ -47,7 +28,7 @@ func TestReplicasOnLocalClusters(t *testing.T) {
 	env := localcluster.StartT(t, 4)
 	hub, err := kubernetes.NewForConfig(env.Cluster("cluster-1").AdminConfig())
 	require.NoError(t, err)
-	var out syncBuffer
+	var out bytes.Buffer // written under the group's lock; read once run has stopped every replica
 	require.NoError(t, run(context.Background(), &out, hub, env.KubeconfigPath()))
 	got := out.String()
 	t.Log("\n" + got)
