@@ -227,6 +227,10 @@ func (m *Member) loop(ctx context.Context, wg *sync.WaitGroup) {
 			got, err := m.writeLease(rctx, prev, d)
 			if err == nil {
 				m.checkPeers(rctx)
+			} else {
+				// client-go returns an empty Lease beside an error; the
+				// stored one is unknown: read it afresh next time.
+				got = nil
 			}
 			renewDone <- renewResult{got, err, start, d}
 		})
