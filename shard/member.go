@@ -75,8 +75,10 @@ type Member struct {
 	running bool       // Run was called
 	joined  bool       // the Lease is written and the peers listed
 	written bool       // the Lease is written
-	// peersListed: the peers were listed once; until then the view is not
-	// known, and the replica builds nothing.
+	// peersListed: this replica has seen its own Lease, as this process
+	// wrote it, among the Leases it lists and watches. The watch is ordered,
+	// so every peer that wrote its Lease before is known; until then the
+	// view is not, and the replica builds nothing.
 	peersListed bool
 	lost        bool // RenewDeadline passed without a renewal
 	leaving     bool // Run's context ended

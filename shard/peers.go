@@ -69,6 +69,7 @@ func (m *Member) pause(ctx context.Context) {
 // observeAll applies a fresh list of the Leases: peers missing from it left.
 func (m *Member) observeAll(ls []coordv1.Lease) {
 	m.mu.Lock()
+	before := m.peersListed
 	seen := map[string]bool{}
 	for i := range ls {
 		if r, ok := parseLease(&ls[i]); ok {
@@ -81,8 +82,7 @@ func (m *Member) observeAll(ls []coordv1.Lease) {
 			delete(m.peers, id)
 		}
 	}
-	first := !m.peersListed
-	m.peersListed = true
+	first := !before && m.peersListed
 	if first && m.written && !m.lost {
 		m.joined = true
 		m.askWrite() // with the view
@@ -100,8 +100,14 @@ func (m *Member) observe(l *coordv1.Lease) {
 		return
 	}
 	m.mu.Lock()
+	before := m.peersListed
 	m.observeLocked(r)
-	notify := m.recomputeLocked()
+	first := !before && m.peersListed
+	if first && m.written && !m.lost {
+		m.joined = true
+		m.askWrite() // with the view
+	}
+	notify := m.recomputeLocked() || first && m.joined
 	m.mu.Unlock()
 	if notify {
 		m.changed()
@@ -112,6 +118,9 @@ func (m *Member) observe(l *coordv1.Lease) {
 // peer's time.
 func (m *Member) observeLocked(r record) {
 	if r.identity == m.cfg.Identity {
+		if r.instance == m.instance {
+			m.peersListed = true
+		}
 		return
 	}
 	p := m.peers[r.identity]
