@@ -277,7 +277,9 @@ func (m *Member) loop(ctx context.Context, wg *sync.WaitGroup) {
 			wg.Go(func() { m.forceRelease("this replica is stopping and its clients were not released in time") })
 		case <-emptied:
 			for renewing {
-				<-renewDone
+				if r := <-renewDone; r.err == nil {
+					last = r.lease
+				}
 				renewing = false
 			}
 			m.deleteLease(ctx, last)

@@ -150,9 +150,15 @@ type replica struct {
 
 func (h *hub) start(id string, opts ...clusterregistry.Option) *replica {
 	h.t.Helper()
+	return h.startObserved(id, nil, opts...)
+}
+
+func (h *hub) startObserved(id string, o shard.Observer, opts ...clusterregistry.Option) *replica {
+	h.t.Helper()
 	m, err := shard.New(shard.Config{
 		Client: h.cs.CoordinationV1(), Namespace: "ns", Group: "g", Identity: id, Clock: h.clk,
 		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
+		Observer: o,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -424,5 +430,52 @@ func TestASingleReplicaOwnsEverythingAndWritesNothing(t *testing.T) {
 	cancel()
 	if err := m.Run(ctx); err != nil {
 		t.Error(err)
+	}
+}
+
+// observer records what an Observer is given.
+type observer struct {
+	mu       sync.Mutex
+	handoffs []shard.Handoff
+	last     shard.Status
+}
+
+func (o *observer) StatusChanged(s shard.Status) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.last = s
+}
+
+func (o *observer) Handoff(h shard.Handoff) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.handoffs = append(o.handoffs, h)
+}
+
+func TestTheObserverSeesEveryHandoffAndTheLatestStatus(t *testing.T) {
+	h := newHub(t, 100)
+	var o observer
+	a := h.startObserved("a", &o)
+	h.eventually("a serving all", func() bool { return h.settled(a) })
+	b := h.start("b")
+	h.eventually("a and b settled", func() bool { return h.settled(a, b) })
+	lost := 100 - countOwned(h.names, "a", "b")
+	h.eventually("a's observer to see its handoffs", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.handoffs) == lost && o.last.Owned == 100-lost && len(o.last.View.Replicas) == 2
+	})
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ho := range o.handoffs {
+		if ho.In || ho.Reason != "moved to b ([b] joined)" || h.led.held("a") != 100-lost {
+			t.Errorf("handoff %+v", ho)
+		}
+	}
+	if c := o.last.Counts; c.HandoffsOut != uint64(lost) || c.ViewChanges == 0 || c.Renewals == 0 {
+		t.Errorf("counts %+v", c)
+	}
+	if o.last.Held != 100-lost || len(o.last.WaitingFor) != 0 || !o.last.Serving {
+		t.Errorf("status %+v", o.last)
 	}
 }
