@@ -200,8 +200,8 @@ func (l *ledger) unowned(clusters []string, from, to time.Time) float64 {
 	return float64(total) / 1e9
 }
 
-// lastBefore returns the interval of cluster c that identity held last
-// before t (by start), or nil.
+// lastOf returns the interval of cluster c that identity started last
+// before the time before, or nil.
 func (l *ledger) lastOf(c, identity string, before int64) *interval {
 	var last *interval
 	for _, iv := range l.byCluster[c] {
@@ -210,17 +210,6 @@ func (l *ledger) lastOf(c, identity string, before int64) *interval {
 		}
 	}
 	return last
-}
-
-// firstBuilt returns the first interval of cluster c of identity that
-// started at or after t and finished its build, or nil.
-func (l *ledger) firstBuilt(c, identity string, after int64) *interval {
-	for _, iv := range l.byCluster[c] {
-		if iv.identity == identity && iv.start >= after && iv.built != 0 {
-			return iv
-		}
-	}
-	return nil
 }
 
 // durations summarises a sample.

@@ -42,7 +42,13 @@ func testMain(m *testing.M) int {
 	replicaBin = filepath.Join(dir, "shardreplica")
 	begin := time.Now()
 	// The test binary runs in test/shard; the program is in the same module.
-	cmd := exec.Command(goTool(), "build", "-o", replicaBin, "../cmd/shardreplica")
+	args := []string{"build", "-o", replicaBin}
+	if raceEnabled {
+		// The replicas run package shard for real, concurrently: under
+		// -race, they look for data races too (see group.stopAll).
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool(), append(args, "../cmd/shardreplica")...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: building cmd/shardreplica:", err)

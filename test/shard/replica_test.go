@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -277,6 +278,11 @@ func (g *group) stopAll() {
 		dst := filepath.Join(keep, g.name)
 		if err := os.CopyFS(dst, os.DirFS(g.dir)); err != nil {
 			g.t.Logf("keeping %s: %v", g.dir, err)
+		}
+	}
+	for _, pr := range procs {
+		if b, err := os.ReadFile(pr.log); err == nil && strings.Contains(string(b), "WARNING: DATA RACE") {
+			g.t.Errorf("%s (pid %d) found a data race; its log is kept below", pr.identity, pr.pid)
 		}
 	}
 	if g.t.Failed() {
