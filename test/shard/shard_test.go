@@ -288,6 +288,30 @@ func testPartition(t *testing.T, g *group) {
 	g.assertNoOverlap(t)
 }
 
+// TestPartitionHealWithLaggingWatch: TestPartition, with the partitioned
+// replica's watch of the Leases lagging 2.5 s (a loaded replica or hub) and
+// the path healed as soon as the others serve its clusters. When its Lease
+// is renewed again, its picture of its peers is the one from before the
+// partition (not old enough to be read afresh), in which they have settled
+// on the view of all three: the very view it computes again, with the same
+// ID. It must not take that for their settlement now: they hold its
+// clusters in the view of two.
+func TestPartitionHealWithLaggingWatch(t *testing.T) {
+	g := newGroup(t, "partition-lag", clusters)
+	ids := identities(0, 1, 2)
+	g.start(identity(0))
+	g.start(identity(1), "-watch-lag", "2500ms")
+	g.start(identity(2))
+	before := g.waitSteady(ids, steadyTimeout)
+	victim := identity(1)
+	g.proxy(victim).BlackHole()
+	g.waitSteady(identities(0, 2), steadyTimeout)
+	require.NoError(t, g.proxy(victim).Heal())
+	after := g.waitSteady(ids, steadyTimeout)
+	assert.Equal(t, before.holders, after.holders)
+	g.assertNoOverlap(t)
+}
+
 // TestRollingRestart runs item 5: each of three replicas in turn stops
 // cleanly (SIGTERM) and starts again under the same identity. No cluster is
 // ever held twice; a stopped replica leaves no client held and no Lease;
