@@ -155,9 +155,15 @@ func (m *Member) forget(l *coordv1.Lease) {
 
 // checkPeers reads afresh the Lease of every peer that this replica has not
 // seen change for its lease duration: one unchanged since is dead, one gone
-// is forgotten. The watch alone may be stale; a fresh read is not.
+// is forgotten. The watch alone may be stale; a fresh read is not. A replica
+// that lost its Lease reads every live peer afresh: what it knows of them
+// may date from before, and a settlement on a view of the same members then
+// must not count as one now.
 func (m *Member) checkPeers(ctx context.Context) {
-	type suspect struct{ identity, name, version string }
+	type suspect struct {
+		identity, name, version string
+		expired                 bool
+	}
 	var sus []suspect
 	m.mu.Lock()
 	for id, p := range m.peers {
@@ -165,8 +171,9 @@ func (m *Member) checkPeers(ctx context.Context) {
 		if d <= 0 {
 			d = m.cfg.LeaseDuration
 		}
-		if !p.dead && m.cfg.Clock.Since(p.seen) >= d {
-			sus = append(sus, suspect{id, p.name, p.version})
+		expired := m.cfg.Clock.Since(p.seen) >= d
+		if !p.dead && (expired || m.lost) {
+			sus = append(sus, suspect{id, p.name, p.version, expired})
 		}
 	}
 	m.mu.Unlock()
@@ -182,6 +189,8 @@ func (m *Member) checkPeers(ctx context.Context) {
 		case err != nil:
 			// Unknown: it stays alive; if the hub is out of reach, this
 			// replica loses its own Lease first.
+		case sameVersion(l, s.version) && !s.expired:
+			// Unchanged, and not expired: nothing new.
 		case sameVersion(l, s.version):
 			p.dead = true
 			m.counts.Expiries++
