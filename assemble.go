@@ -179,7 +179,11 @@ func (a *assembly[T]) noteRetry(at time.Time) {
 }
 
 func (a *assembly[T]) event(t EventType, name string, err error) {
-	a.events = append(a.events, Event{Type: t, Name: name, Generation: a.gen, Err: err})
+	e := Event{Type: t, Name: name, Generation: a.gen, Err: err}
+	if r, ok := a.s.source.(Reasoner); ok && (t == EventAdded || t == EventRemoved) {
+		e.Reason = r.Reason(name)
+	}
+	a.events = append(a.events, e)
 }
 
 // tables returns the next state's map and sorted slice of members, and

@@ -50,6 +50,10 @@ type Event struct {
 	// Replay marks the events that describe the state as it was when the
 	// subscriber subscribed (or resynced), rather than a change.
 	Replay bool
+	// Reason says why the cluster entered or left the source's listing, for
+	// the EventAdded and EventRemoved of a source that is a Reasoner (a
+	// shard moved it, say); empty otherwise.
+	Reason string
 }
 
 // ErrUnsubscribed is returned by Subscription.Next after Close.

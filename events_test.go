@@ -217,3 +217,36 @@ func clusterSet[T any](snap clusterregistry.Snapshot[T]) map[string]bool {
 	}
 	return out
 }
+
+// reasoned is a source that filters another and says why.
+type reasoned struct {
+	*clusterregistry.MemorySource
+	why map[string]string
+}
+
+func (r reasoned) Reason(name string) string { return r.why[name] }
+
+func TestAReasonersReasonsReachTheAddedAndRemovedEvents(t *testing.T) {
+	src := reasoned{clusterregistry.NewMemorySource(cluster("a", "https://a"), cluster("b", "https://b")),
+		map[string]string{"a": "moved here", "b": "stays"}}
+	s, err := clusterregistry.NewSyncer[*fakeClient](src, newFakeBuilder())
+	require.NoError(t, err)
+	defer s.Close()
+	sub := s.Registry().Subscribe()
+	defer sub.Close()
+	_, err = s.Sync(context.Background())
+	require.NoError(t, err)
+	src.Delete("a")
+	src.why["a"] = "moved away"
+	src.Upsert(cluster("b", "https://b2")) // an update: no reason asked
+	_, err = s.Sync(context.Background())
+	require.NoError(t, err)
+	var got []string
+	for _, ev := range drain(t, sub) {
+		got = append(got, fmt.Sprintf("%s %s %q", ev.Type, ev.Name, ev.Reason))
+	}
+	assert.Equal(t, []string{
+		`Added a "moved here"`, `Added b "stays"`,
+		`Removed a "moved away"`, `Updated b ""`,
+	}, got)
+}

@@ -77,6 +77,17 @@ type Watcher interface {
 	Watch(ctx context.Context, changed func()) error
 }
 
+// A Reasoner is a ClusterSource that can say why a cluster entered or left
+// its latest listing, when that is not the cluster's own doing: a source that
+// filters another (a shard of the clusters, say) moved it. After each List,
+// the Syncer calls Reason for every cluster that it adds or removes, with no
+// lock of the Registry held, and puts the answer in the EventAdded or
+// EventRemoved; "" means no reason to give.
+type Reasoner interface {
+	ClusterSource
+	Reason(name string) string
+}
+
 // SourceFunc adapts a function to a ClusterSource.
 type SourceFunc func(ctx context.Context) ([]Cluster, error)
 
