@@ -19,7 +19,6 @@ import (
 	"go.uber.org/goleak"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -259,6 +258,5 @@ func TestClusterProfilesOnRealHub(t *testing.T) {
 	stop()
 	assert.Empty(t, reg.Snapshot().Names())
 	assert.Equal(t, 1, builder.releases(old2))
-	utilnet.CloseIdleConnectionsFor(hubHTTP.Transport)
-	verifyNoLeak(t, ignoreBefore)
+	verifyNoLeak(t, hubHTTP.Transport, ignoreBefore)
 }
