@@ -191,7 +191,8 @@ func WithNamespace(ns string) Option {
 
 // WithLabelSelector selects the Secrets by a label selector, in the syntax of
 // kubectl's --selector; an empty one selects every Secret of the namespace.
-// Default: DefaultKubeconfigSelector or DefaultArgoCDSelector, by format.
+// Default: DefaultKubeconfigSelector, DefaultArgoCDSelector or
+// DefaultClusterAPISelector, by format.
 func WithLabelSelector(selector string) Option {
 	return optionFunc(func(o *options) { o.selector = &selector })
 }
