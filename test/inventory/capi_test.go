@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -62,7 +61,8 @@ var capiClusters = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Versio
 // each hold a cluster called "workload" (one is cluster-2, the other
 // cluster-3), as Cluster API writes them, beside the certificate Secrets it
 // writes too. Both appear under names that tell them apart and answer; a
-// rotated kubeconfig brings a new client; a deleted Secret removes its
+// rotated kubeconfig brings a new client; a broken one is an error naming
+// the Secret and the field, quoting no credential; a deleted Secret removes its
 // cluster. With WithSkipUninitialized, a cluster whose Cluster has not
 // initialized its control plane is left out until it has.
 func TestClusterAPISecretsOnRealHub(t *testing.T) {
@@ -97,7 +97,8 @@ func TestClusterAPISecretsOnRealHub(t *testing.T) {
 	src, err := secret.New(hubClient, secret.WithFormat(secret.ClusterAPI))
 	require.NoError(t, err)
 	builder := &recordingBuilder{ClientBuilder: fast}
-	reg, stop := runSyncer(t, src, builder, clusterregistry.WithLogger(testr.New(t)))
+	var log logs
+	reg, stop := runSyncer(t, src, builder, clusterregistry.WithLogger(log.logger(t)))
 
 	both := []string{nameA, nameB}
 	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), both) }, 30*time.Second, 10*time.Millisecond,
@@ -145,10 +146,28 @@ func TestClusterAPISecretsOnRealHub(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, oldB, nowB, "the other namespace's cluster of the same name is not rebuilt")
 
+	// A Secret that cannot be used is an error for its cluster only,
+	// naming the Secret and the field, and quoting no credential.
+	const leaked = "do-not-print-me-0123456789abcdef"
+	broken := capiSecret(nsA, "broken", "kubeconfig", []byte("apiVersion: v1\nkind: Config\nusers: [{name: u, user: {token: "+leaked+"}}\n"))
+	_, err = hubAdmin.CoreV1().Secrets(nsA).Create(t.Context(), broken, metav1.CreateOptions{})
+	require.NoError(t, err)
+	brokenName := secret.ClusterAPIName(nsA, "broken")
+	require.Eventually(t, func() bool {
+		info, ok := reg.Snapshot().Cluster(brokenName)
+		return ok && info.Err != nil
+	}, 10*time.Second, 5*time.Millisecond, "the broken Secret's error reaches the Registry")
+	berr := reg.Snapshot().Err(brokenName)
+	var ferr *clusterregistry.FieldError
+	require.ErrorAs(t, berr, &ferr)
+	assert.Equal(t, nsA+"/broken-kubeconfig", ferr.Location)
+	assert.Equal(t, "data[value]", ferr.Field)
+	assert.NotContains(t, berr.Error(), leaked)
+
 	// A deleted Secret (Cluster API deletes it with its Cluster) removes
 	// the cluster.
 	require.NoError(t, hubAdmin.CoreV1().Secrets(nsB).Delete(t.Context(), cluster+"-kubeconfig", metav1.DeleteOptions{}))
-	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), []string{nameA}) }, 10*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), []string{brokenName, nameA}) }, 10*time.Second, 5*time.Millisecond,
 		"clusters of the Registry: %v", reg.Snapshot().Names())
 	require.Eventually(t, func() bool { return builder.releases(oldB) == 1 }, 10*time.Second, 5*time.Millisecond)
 	stop()
@@ -165,8 +184,8 @@ func TestClusterAPISecretsOnRealHub(t *testing.T) {
 	require.NoError(t, err)
 	src, err = secret.New(hubClient, secret.WithFormat(secret.ClusterAPI), secret.WithSkipUninitialized(capiDyn))
 	require.NoError(t, err)
-	reg, stop = runSyncer(t, src, builder, clusterregistry.WithLogger(testr.New(t)))
-	assert.Empty(t, reg.Snapshot().Names(), "a cluster whose control plane is not initialized is left out")
+	reg, stop = runSyncer(t, src, builder, clusterregistry.WithLogger(log.logger(t)))
+	assert.Empty(t, reg.Snapshot().Names(), "clusters whose control plane is not initialized (or with no Cluster) are left out")
 	u.Object["status"] = map[string]any{
 		"initialization": map[string]any{"controlPlaneInitialized": true},
 		"conditions": []any{map[string]any{"type": "ControlPlaneInitialized", "status": "True",
@@ -184,5 +203,6 @@ func TestClusterAPISecretsOnRealHub(t *testing.T) {
 
 	stop()
 	assert.Empty(t, reg.Snapshot().Names())
+	log.requireNone(t, oldToken, newToken, c3.Token(), leaked)
 	verifyNoLeak(t, hubHTTP.Transport, ignoreBefore)
 }

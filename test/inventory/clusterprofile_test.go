@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -149,7 +148,8 @@ func TestClusterProfilesOnRealHub(t *testing.T) {
 	src, err := clusterprofile.New(hubClient, providers, clusterprofile.WithNamespace(profileNS))
 	require.NoError(t, err)
 	builder := &recordingBuilder{ClientBuilder: fast}
-	reg, stop := runSyncer(t, src, builder, clusterregistry.WithLogger(testr.New(t)))
+	var log logs
+	reg, stop := runSyncer(t, src, builder, clusterregistry.WithLogger(log.logger(t)))
 
 	both := []string{name2, name3}
 	require.Eventually(t, func() bool { return slices.Equal(reg.Snapshot().Names(), both) }, 30*time.Second, 10*time.Millisecond,
@@ -256,6 +256,7 @@ func TestClusterProfilesOnRealHub(t *testing.T) {
 
 	// Stopping the Syncer releases everything and leaves nothing running.
 	stop()
+	log.requireNone(t, oldToken, newToken, c3.Token())
 	assert.Empty(t, reg.Snapshot().Names())
 	assert.Equal(t, 1, builder.releases(old2))
 	verifyNoLeak(t, hubHTTP.Transport, ignoreBefore)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
@@ -160,6 +162,35 @@ func verifyNoLeak(t *testing.T, hub http.RoundTripper, ignoreBefore goleak.Optio
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logs records what a Syncer logs, and passes it on to the test's log, so
+// that a test can check that no credential is in it.
+type logs struct {
+	mu    sync.Mutex // protects lines
+	lines []string
+}
+
+func (l *logs) logger(t *testing.T) logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		l.mu.Lock()
+		l.lines = append(l.lines, args)
+		l.mu.Unlock()
+		t.Log(prefix, args)
+	}, funcr.Options{Verbosity: 1})
+}
+
+// requireNone fails t if a line logged so far holds one of secrets.
+func (l *logs) requireNone(t *testing.T, secrets ...string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	require.NotEmpty(t, l.lines, "nothing was logged: this check could not fail")
+	for _, line := range l.lines {
+		for _, s := range secrets {
+			require.NotContains(t, line, s, "a log line quotes a credential")
+		}
 	}
 }
 
