@@ -97,8 +97,11 @@ import (
 	"github.com/clusterregistry/clusterregistry/trust"
 )
 
-// GroupVersionResource is what the source lists and watches.
-var GroupVersionResource = schema.GroupVersionResource{
+// GroupVersionResource is what the source lists and watches, for callers'
+// fakes and RBAC rules; the source keeps its own copy.
+var GroupVersionResource = profilesGVR
+
+var profilesGVR = schema.GroupVersionResource{
 	Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "clusterprofiles",
 }
 
@@ -289,7 +292,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	} else {
 		opts := metav1.ListOptions{LabelSelector: s.selector.String(), Limit: listChunk}
 		for {
-			list, err := s.client.Resource(GroupVersionResource).Namespace(s.opts.namespace).List(ctx, opts)
+			list, err := s.client.Resource(profilesGVR).Namespace(s.opts.namespace).List(ctx, opts)
 			if err != nil {
 				return nil, fmt.Errorf("list clusterprofiles: %w", err)
 			}
@@ -389,7 +392,7 @@ func (s *Source) cluster(u *unstructured.Unstructured, clusterSet string) cluste
 // done, and returns once the informer has stopped and every goroutine it
 // started has ended.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.client, GroupVersionResource, s.opts.namespace, 0,
+	inf := dynamicinformer.NewFilteredDynamicInformer(s.client, profilesGVR, s.opts.namespace, 0,
 		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = s.selector.String() }).Informer()
 	if err := inf.SetTransform(trim); err != nil {
 		return fmt.Errorf("clusterprofile informer: %w", err)
