@@ -250,10 +250,9 @@ func WithTrustPolicy(p trust.Policy) Option {
 
 // WithRename sets a function that maps the name a Secret gives (its own
 // name, Argo CD's name key, or ClusterAPIName of a Cluster API Secret) to
-// the cluster's name, such as
-// kubeconfig.SanitizeName for Argo CD names with spaces or slashes. The
-// result must pass clusterregistry.ValidateName. WithDefault names the
-// cluster by its new name. Default: none.
+// the cluster's name, such as kubeconfig.SanitizeName for Argo CD names
+// with spaces or slashes. The result must pass clusterregistry.ValidateName.
+// WithDefault names the cluster by its new name. Default: none.
 func WithRename(rename func(name string) string) Option {
 	return optionFunc(func(o *options) { o.rename = rename })
 }
