@@ -66,6 +66,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzKubeconfigSecret$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/secret
 	$(GO) test -run='^$$' -fuzz='^FuzzArgoCDSecret$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/secret
+	$(GO) test -run='^$$' -fuzz='^FuzzClusterAPISecret$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/secret
+	$(GO) test -run='^$$' -fuzz='^FuzzClusterProfile$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/clusterprofile
 	$(GO) test -run='^$$' -fuzz='^FuzzParseUntrusted$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzSanitizeName$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzRow$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/sqlsource

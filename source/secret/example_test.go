@@ -106,3 +106,42 @@ func ExampleWithTrustPolicy() {
 	// argocd/cluster-eks: field data[config].execProviderConfig: refused by the source's trust policy
 	// eks argocd-k8s-auth
 }
+
+func ExampleNew_clusterAPI() {
+	// A hub where Cluster API manages a cluster called prod in two
+	// namespaces: each has its kubeconfig Secret, and certificate Secrets
+	// that the source leaves out.
+	kubeconfig := func(server string) []byte {
+		return []byte(`{"apiVersion": "v1", "kind": "Config", "current-context": "admin",
+			"clusters": [{"name": "c", "cluster": {"server": "` + server + `"}}],
+			"users": [{"name": "u", "user": {"token": "do-not-print"}}],
+			"contexts": [{"name": "admin", "context": {"cluster": "c", "user": "u"}}]}`)
+	}
+	capiSecret := func(ns, name, cluster string, value []byte) *corev1.Secret {
+		return &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+				Labels: map[string]string{secret.ClusterAPINameLabel: cluster}},
+			Type: secret.ClusterAPISecretType,
+			Data: map[string][]byte{"value": value},
+		}
+	}
+	hub := fake.NewClientset(
+		capiSecret("team-a", "prod-kubeconfig", "prod", kubeconfig("https://a.example:6443")),
+		capiSecret("team-a", "prod-ca", "prod", []byte("a certificate")),
+		capiSecret("team-b", "prod-kubeconfig", "prod", kubeconfig("https://b.example:6443")),
+	)
+	src, err := secret.New(hub, secret.WithFormat(secret.ClusterAPI))
+	if err != nil {
+		log.Fatal(err)
+	}
+	clusters, err := src.List(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range clusters {
+		fmt.Println(c.Name, c.Config.Host, c.Labels[secret.LabelNamespace])
+	}
+	// Output:
+	// team-a:prod https://a.example:6443 team-a
+	// team-b:prod https://b.example:6443 team-b
+}

@@ -21,9 +21,10 @@ import (
 
 var errMissing = errors.New("missing")
 
-// kubeconfigCluster reads a Secret of the Kubeconfig format, through pass.
+// kubeconfigCluster reads a Secret of the Kubeconfig or ClusterAPI format,
+// through pass.
 func kubeconfigCluster(sec *corev1.Secret, o *options, pass *kcfg.Pass) clusterregistry.Cluster {
-	key := o.key
+	key := *o.key
 	c := clusterregistry.Cluster{Name: sec.Name}
 	field := "data[" + key + "]"
 	if len(sec.Data) == 0 {

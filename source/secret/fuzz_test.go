@@ -95,3 +95,37 @@ func FuzzArgoCDSecret(f *testing.F) {
 		credcheck.Cluster(t, c, &trust.Untrusted, name+"\x00cluster-1\x00argocd", secrets...)
 	})
 }
+
+// FuzzClusterAPISecret checks that no Cluster API kubeconfig Secret, whatever
+// its kubeconfig, namespace and cluster label, makes the Source panic, list
+// a usable cluster under an invalid name or quote a credential.
+func FuzzClusterAPISecret(f *testing.F) {
+	f.Add("capi", "prod", []byte(kubeconfig("a", "a")))
+	f.Add("capi", "prod/x", []byte(kubeconfig("a", "a")))
+	f.Add("", "", []byte(""))
+	f.Add("team-b", "prod", []byte("users: [{name: u, user: {token: !!int tok-s3cr3tvalue}}]"))
+	f.Add("capi", "eks", []byte(`
+current-context: x
+clusters: [{name: c, cluster: {server: "https://c.example", certificate-authority: /etc/ssl/ca.pem}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+users: [{name: u, user: {exec: {command: /bin/sh, args: [-c, "touch /tmp/pwned"], apiVersion: client.authentication.k8s.io/v1, env: [{name: K, value: env-s3cr3tvalue}]}}}]
+`))
+	s, err := secret.New(fake.NewClientset(), secret.WithFormat(secret.ClusterAPI))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, namespace, cluster string, data []byte) {
+		sec := kubeconfigSecret(namespace, cluster+"-kubeconfig", map[string]string{"value": string(data)})
+		sec.Labels = map[string]string{secret.ClusterAPINameLabel: cluster}
+		sec.Type = secret.ClusterAPISecretType
+		c := secret.Cluster(s, sec)
+		if c.Name != secret.ClusterAPIName(namespace, cluster) {
+			t.Fatalf("cluster named %q, not %q", c.Name, secret.ClusterAPIName(namespace, cluster))
+		}
+		if c.Labels[secret.LabelNamespace] != namespace || c.Labels[secret.ClusterAPINameLabel] != cluster {
+			t.Fatalf("labels %v", c.Labels)
+		}
+		secrets, public := credcheck.Kubeconfig(data)
+		credcheck.Cluster(t, c, &trust.Untrusted, public+"\x00"+namespace+"\x00"+cluster, secrets...)
+	})
+}

@@ -1,5 +1,5 @@
 // Package secret provides a cluster source that reads Secrets in a hub
-// cluster, in one of two formats:
+// cluster, in one of three formats:
 //
 //   - Kubeconfig: a kubeconfig under one data key (default "kubeconfig"),
 //     one cluster per Secret named after the Secret, as the kubeconfig
@@ -59,6 +59,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +68,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -86,6 +88,14 @@ const (
 	Kubeconfig Format = iota
 	// ArgoCD is Argo CD's cluster Secret format.
 	ArgoCD
+	// ClusterAPI is the format of the kubeconfig Secrets that Cluster API
+	// writes: a Secret <cluster>-kubeconfig of type ClusterAPISecretType,
+	// labelled ClusterAPINameLabel, with the kubeconfig under the data key
+	// "value" (see WithKey). Other Secrets that Cluster API labels the same
+	// way (certificates, keys) are never selected. The cluster is named
+	// ClusterAPIName(namespace, cluster) and carries the labels
+	// LabelNamespace and ClusterAPINameLabel.
+	ClusterAPI
 )
 
 // String returns the format's name.
@@ -95,6 +105,8 @@ func (f Format) String() string {
 		return "Kubeconfig"
 	case ArgoCD:
 		return "ArgoCD"
+	case ClusterAPI:
+		return "ClusterAPI"
 	}
 	return fmt.Sprintf("Format(%d)", int(f))
 }
@@ -108,11 +120,40 @@ const (
 	DefaultKubeconfigSelector = "sigs.k8s.io/multicluster-runtime-kubeconfig=true"
 	// DefaultArgoCDSelector selects Argo CD's cluster Secrets.
 	DefaultArgoCDSelector = "argocd.argoproj.io/secret-type=cluster"
+	// DefaultClusterAPIKey is the data key of the ClusterAPI format.
+	DefaultClusterAPIKey = "value"
+	// DefaultClusterAPISelector selects the Secrets that Cluster API labels
+	// with their cluster's name; of those, only the kubeconfig Secrets are
+	// listed.
+	DefaultClusterAPISelector = ClusterAPINameLabel
+	// DefaultClusterAPIVersion is the version of the Cluster API's Cluster
+	// objects that WithSkipUninitialized reads.
+	DefaultClusterAPIVersion = "v1beta2"
 	// DefaultMaxSize bounds one Secret's cluster description: 1 MiB.
 	DefaultMaxSize = kcfg.DefaultMaxSize
 	// DefaultMaxClusters bounds the Secrets one List may select.
 	DefaultMaxClusters = kcfg.DefaultMaxClusters
 )
+
+// Names of the ClusterAPI format.
+const (
+	// ClusterAPISecretType is the type of the Secrets Cluster API writes.
+	ClusterAPISecretType corev1.SecretType = "cluster.x-k8s.io/secret"
+	// ClusterAPINameLabel labels a Cluster API Secret with the name of its
+	// cluster. Every cluster of the ClusterAPI format carries it.
+	ClusterAPINameLabel = "cluster.x-k8s.io/cluster-name"
+	// LabelNamespace labels every cluster of the ClusterAPI format with the
+	// namespace of its Secret (and of its Cluster API Cluster).
+	LabelNamespace = "clusterregistry.io/namespace"
+)
+
+// ClusterAPIName returns the name of the cluster called cluster in
+// namespace: "<namespace>:<cluster>". Kubernetes namespace names never hold
+// a colon, so the name tells both apart, and two namespaces' clusters of
+// one name never clash. The result passes clusterregistry.ValidateName when
+// cluster is a valid Cluster API cluster name and the whole is at most 253
+// characters; WithRename maps it to a name of your own.
+func ClusterAPIName(namespace, cluster string) string { return namespace + ":" + cluster }
 
 // listChunk is how many Secrets one request to the API server asks for, so
 // that a List past the limit stops early.
@@ -127,12 +168,16 @@ type options struct {
 	namespace   string
 	selector    *string
 	format      Format
-	key         string
+	key         *string
 	defaultName string
 	policy      trust.Policy
 	rename      func(string) string
 	maxSize     int64
 	maxClusters int
+	// clusters, when set, reads Cluster API's Clusters for
+	// WithSkipUninitialized.
+	clusters    dynamic.Interface
+	capiVersion string
 }
 
 type optionFunc func(*options)
@@ -146,7 +191,8 @@ func WithNamespace(ns string) Option {
 
 // WithLabelSelector selects the Secrets by a label selector, in the syntax of
 // kubectl's --selector; an empty one selects every Secret of the namespace.
-// Default: DefaultKubeconfigSelector or DefaultArgoCDSelector, by format.
+// Default: DefaultKubeconfigSelector, DefaultArgoCDSelector or
+// DefaultClusterAPISelector, by format.
 func WithLabelSelector(selector string) Option {
 	return optionFunc(func(o *options) { o.selector = &selector })
 }
@@ -156,10 +202,34 @@ func WithFormat(f Format) Option {
 	return optionFunc(func(o *options) { o.format = f })
 }
 
-// WithKey sets the data key that holds the kubeconfig in the Kubeconfig
-// format. Default: "kubeconfig".
+// WithKey sets the data key that holds the kubeconfig in the Kubeconfig and
+// ClusterAPI formats. Default: "kubeconfig" (DefaultKey), or "value"
+// (DefaultClusterAPIKey) in the ClusterAPI format.
 func WithKey(key string) Option {
-	return optionFunc(func(o *options) { o.key = key })
+	return optionFunc(func(o *options) { o.key = &key })
+}
+
+// WithSkipUninitialized, in the ClusterAPI format, leaves out the clusters
+// whose control plane is not initialized yet: those whose Cluster API
+// Cluster (cluster.x-k8s.io, of the Secret's namespace and the cluster's
+// name) is missing or does not say so, by the condition
+// ControlPlaneInitialized (True) or status.initialization.controlPlaneInitialized.
+// Such a cluster's kubeconfig Secret exists before its API server answers,
+// so its client would fail until then. client reads the Clusters, at
+// version WithClusterAPIVersion; the source then needs the right to list and
+// watch them. While Watch runs, it watches them too, and a cluster that
+// becomes initialized reaches the Syncer at once. Default: off, every
+// kubeconfig Secret is listed.
+func WithSkipUninitialized(client dynamic.Interface) Option {
+	return optionFunc(func(o *options) { o.clusters = client })
+}
+
+// WithClusterAPIVersion sets the version of the Cluster API Clusters that
+// WithSkipUninitialized reads, such as "v1beta1" for Cluster API releases
+// before v1.11. Both versions' ways of saying that a control plane is
+// initialized are understood. Default: DefaultClusterAPIVersion.
+func WithClusterAPIVersion(version string) Option {
+	return optionFunc(func(o *options) { o.capiVersion = version })
 }
 
 // WithDefault marks the cluster called name as the default.
@@ -179,10 +249,10 @@ func WithTrustPolicy(p trust.Policy) Option {
 }
 
 // WithRename sets a function that maps the name a Secret gives (its own
-// name, or Argo CD's name key) to the cluster's name, such as
-// kubeconfig.SanitizeName for Argo CD names with spaces or slashes. The
-// result must pass clusterregistry.ValidateName. WithDefault names the
-// cluster by its new name. Default: none.
+// name, Argo CD's name key, or ClusterAPIName of a Cluster API Secret) to
+// the cluster's name, such as kubeconfig.SanitizeName for Argo CD names
+// with spaces or slashes. The result must pass clusterregistry.ValidateName.
+// WithDefault names the cluster by its new name. Default: none.
 func WithRename(rename func(name string) string) Option {
 	return optionFunc(func(o *options) { o.rename = rename })
 }
@@ -213,8 +283,15 @@ type Source struct {
 	// resolves only the Secrets whose description changed.
 	memo kcfg.Memo
 
-	mu     sync.Mutex // protects stores
-	stores map[cache.Store]struct{}
+	mu      sync.Mutex // protects watches
+	watches map[*watchStores]struct{}
+}
+
+// watchStores are the caches of one running Watch.
+type watchStores struct {
+	secrets cache.Store
+	// clusters holds Cluster API's Clusters, with WithSkipUninitialized.
+	clusters cache.Store
 }
 
 var _ clusterregistry.Watcher = (*Source)(nil)
@@ -222,18 +299,20 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source that reads Secrets through client. It validates the
 // options and starts nothing.
 func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
-	o := options{key: DefaultKey, policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters}
+	o := options{policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters, capiVersion: DefaultClusterAPIVersion}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
 	if client == nil {
 		return nil, errors.New("secret: client must not be nil")
 	}
-	sel := DefaultKubeconfigSelector
+	sel, key := DefaultKubeconfigSelector, DefaultKey
 	switch o.format {
 	case Kubeconfig:
 	case ArgoCD:
 		sel = DefaultArgoCDSelector
+	case ClusterAPI:
+		sel, key = DefaultClusterAPISelector, DefaultClusterAPIKey
 	default:
 		return nil, fmt.Errorf("secret: unknown format %v", o.format)
 	}
@@ -244,19 +323,30 @@ func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secret: label selector: %w", err)
 	}
-	if o.key == "" {
+	if o.key != nil {
+		key = *o.key
+	}
+	if key == "" {
 		return nil, errors.New("secret: key must not be empty")
+	}
+	o.key = &key
+	if o.clusters != nil && o.format != ClusterAPI {
+		return nil, fmt.Errorf("secret: WithSkipUninitialized needs the ClusterAPI format, not %v", o.format)
+	}
+	if o.capiVersion == "" {
+		return nil, errors.New("secret: Cluster API version must not be empty")
 	}
 	if err := kcfg.CheckLimits(o.maxSize, o.maxClusters); err != nil {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
-	return &Source{client: client, opts: o, selector: selector, stores: map[cache.Store]struct{}{}}, nil
+	return &Source{client: client, opts: o, selector: selector, watches: map[*watchStores]struct{}{}}, nil
 }
 
 // List returns one cluster per selected Secret, sorted by name. It reads the
 // cache of a running Watch, or else lists the Secrets from the API server, in
 // chunks. It fails when that List fails, and when more Secrets than
-// WithMaxClusters are selected.
+// WithMaxClusters are selected. With WithSkipUninitialized it also reads
+// Cluster API's Clusters, and fails when that fails.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -264,7 +354,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	var secrets []*corev1.Secret
 	add := func(sec *corev1.Secret) error {
 		// A fake or an old server may not filter by labels.
-		if !s.selector.Matches(labels.Set(sec.Labels)) {
+		if !s.selector.Matches(labels.Set(sec.Labels)) || !s.selects(sec) {
 			return nil
 		}
 		if len(secrets) == s.opts.maxClusters {
@@ -273,17 +363,20 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		secrets = append(secrets, sec)
 		return nil
 	}
-	if store := s.store(); store != nil {
-		for _, obj := range store.List() {
+	if w := s.watch(); w != nil {
+		for _, obj := range w.secrets.List() {
 			if sec, ok := obj.(*corev1.Secret); ok {
 				if err := add(sec); err != nil {
 					return nil, err
 				}
 			}
 		}
+		if w.clusters != nil {
+			secrets = initializedOnly(secrets, initializedIn(w.clusters.List()))
+		}
 		return s.clusters(secrets), nil
 	}
-	opts := metav1.ListOptions{LabelSelector: s.selector.String(), Limit: listChunk}
+	opts := metav1.ListOptions{LabelSelector: s.selector.String(), FieldSelector: s.fieldSelector(), Limit: listChunk}
 	for {
 		list, err := s.client.CoreV1().Secrets(s.opts.namespace).List(ctx, opts)
 		if err != nil {
@@ -295,28 +388,61 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 			}
 		}
 		if list.Continue == "" {
-			return s.clusters(secrets), nil
+			break
 		}
 		opts.Continue = list.Continue
 	}
+	if s.opts.clusters != nil {
+		ready, err := s.listInitialized(ctx)
+		if err != nil {
+			return nil, err
+		}
+		secrets = initializedOnly(secrets, ready)
+	}
+	return s.clusters(secrets), nil
 }
 
-func (s *Source) store() cache.Store {
+// selects reports whether sec is a Secret of the Source's format, beyond
+// its labels: in the ClusterAPI format, a kubeconfig Secret of the cluster
+// it is labelled with (Cluster API labels its certificates and keys the same
+// way).
+func (s *Source) selects(sec *corev1.Secret) bool {
+	if s.opts.format != ClusterAPI {
+		return true
+	}
+	cluster := sec.Labels[ClusterAPINameLabel]
+	return sec.Type == ClusterAPISecretType && cluster != "" && sec.Name == cluster+"-kubeconfig"
+}
+
+// fieldSelector narrows what the API server sends, where the format allows.
+func (s *Source) fieldSelector() string {
+	if s.opts.format == ClusterAPI {
+		return "type=" + string(ClusterAPISecretType)
+	}
+	return ""
+}
+
+func (s *Source) watch() *watchStores {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for st := range s.stores {
-		return st
+	for w := range s.watches {
+		return w
 	}
 	return nil
 }
 
-// Watch runs an informer on the selected Secrets and calls changed whenever
-// one is created, changed or deleted. While it runs, List reads the
-// informer's cache. It blocks until ctx is done, and returns once the
-// informer has stopped and every goroutine it started has ended.
+// Watch runs an informer on the selected Secrets (and, with
+// WithSkipUninitialized, one on Cluster API's Clusters) and calls changed
+// whenever a Secret is created, changed or deleted (or a Cluster appears,
+// goes, or becomes initialized). While it runs, List reads the informers'
+// caches. It blocks until ctx is done, and returns once the informers have
+// stopped and every goroutine they started has ended.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
 	inf := corev1informers.NewFilteredSecretInformer(s.client, s.opts.namespace, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = s.selector.String() })
+		func(o *metav1.ListOptions) {
+			o.LabelSelector = s.selector.String()
+			o.FieldSelector = s.fieldSelector()
+		})
 	if err := inf.SetTransform(trim); err != nil {
 		return fmt.Errorf("secret informer: %w", err)
 	}
@@ -344,29 +470,44 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	if err != nil {
 		return fmt.Errorf("secret informer: %w", err)
 	}
+	informers := []cache.SharedIndexInformer{inf}
+	synceds := []cache.ResourceEventHandlerRegistration{reg}
+	w := &watchStores{secrets: inf.GetStore()}
+	if s.opts.clusters != nil {
+		cinf, creg, err := s.clusterInformer(notify)
+		if err != nil {
+			return err
+		}
+		informers = append(informers, cinf)
+		synceds = append(synceds, creg)
+		w.clusters = cinf.GetStore()
+	}
 
 	var wg sync.WaitGroup
-	wg.Add(1)
-	// The informer stops when ctx ends; Watch waits for it before returning.
-	go func() {
-		defer wg.Done()
-		inf.RunWithContext(ctx)
-	}()
+	// The informers stop when ctx ends; Watch waits for them before returning.
+	for _, i := range informers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i.RunWithContext(ctx)
+		}()
+	}
 	defer wg.Wait()
 
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-reg.HasSyncedChecker().Done():
+	for _, r := range synceds {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.HasSyncedChecker().Done():
+		}
 	}
-	store := inf.GetStore()
 	s.mu.Lock()
-	s.stores[store] = struct{}{}
+	s.watches[w] = struct{}{}
 	s.mu.Unlock()
 	// Runs before wg.Wait: once Watch is stopping, List asks the API server.
 	defer func() {
 		s.mu.Lock()
-		delete(s.stores, store)
+		delete(s.watches, w)
 		s.mu.Unlock()
 	}()
 
@@ -429,13 +570,25 @@ func (s *Source) isDefault(name string) bool {
 func (s *Source) cluster(sec *corev1.Secret, pass *kcfg.Pass) (clusterregistry.Cluster, string) {
 	var c clusterregistry.Cluster
 	nameField := "metadata.name"
-	if s.opts.format == ArgoCD {
+	switch s.opts.format {
+	case ArgoCD:
 		c = argoCluster(sec, &s.opts, pass)
 		if len(sec.Data["name"]) > 0 {
 			nameField = "data[name]"
 		}
-	} else {
+		c.Labels = sec.Labels
+	case ClusterAPI:
 		c = kubeconfigCluster(sec, &s.opts, pass)
+		c.Name = ClusterAPIName(sec.Namespace, sec.Labels[ClusterAPINameLabel])
+		nameField = "metadata.labels[" + ClusterAPINameLabel + "]"
+		c.Labels = maps.Clone(sec.Labels)
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels[LabelNamespace] = sec.Namespace
+	default:
+		c = kubeconfigCluster(sec, &s.opts, pass)
+		c.Labels = sec.Labels
 	}
 	if s.opts.rename != nil {
 		c.Name = s.opts.rename(c.Name)
@@ -444,7 +597,6 @@ func (s *Source) cluster(sec *corev1.Secret, pass *kcfg.Pass) (clusterregistry.C
 		c.Config, c.Err = nil, fieldErr(sec, nameField, kcfg.NameErr(c.Name, err))
 	}
 	c.Default = s.isDefault(c.Name)
-	c.Labels = sec.Labels
 	c.Revision = sec.ResourceVersion
 	return c, nameField
 }
