@@ -10,7 +10,6 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -29,6 +28,8 @@ type Cluster struct {
 	name   string
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the cache has stopped and every informer has returned
+
+	conns *connTracker
 }
 
 // Name returns the name of the cluster in the Registry.
@@ -75,16 +76,16 @@ func (b Builder) Build(ctx context.Context, c clusterregistry.Cluster) (*Cluster
 	// One transport per cluster rather than client-go's shared cache, which
 	// hands one transport to every config with the same TLS settings (the
 	// same cluster after a token rotation): Release can then close exactly
-	// this cluster's connections. Setting Proxy keeps it out of the cache.
-	if cfg.Proxy == nil {
-		cfg.Proxy = http.ProxyFromEnvironment
-	}
+	// this cluster's connections. A config with its own Dial stays out of
+	// the cache.
+	tracker := newConnTracker(cfg.Dial)
+	cfg.Dial = tracker.dial
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: http client: %w", c.Name, err)
 	}
 	if err := checkReachable(ctx, cfg, hc); err != nil {
-		utilnet.CloseIdleConnectionsFor(hc.Transport)
+		tracker.release()
 		return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
 	}
 	log := b.Logger
@@ -114,11 +115,11 @@ func (b Builder) Build(ctx context.Context, c clusterregistry.Cluster) (*Cluster
 		}
 	})
 	if err != nil {
-		utilnet.CloseIdleConnectionsFor(hc.Transport)
+		tracker.release()
 		return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	out := &Cluster{Cluster: cl, name: c.Name, cancel: cancel, done: make(chan struct{})}
+	out := &Cluster{Cluster: cl, name: c.Name, cancel: cancel, done: make(chan struct{}), conns: tracker}
 	// The cluster's cache runs until Release cancels runCtx; Release waits
 	// for this goroutine, and Start waits for every informer it started.
 	go func() {
@@ -162,7 +163,7 @@ func (Builder) Release(c *Cluster) {
 	}
 	c.cancel()
 	<-c.done
-	utilnet.CloseIdleConnectionsFor(c.GetHTTPClient().Transport)
+	c.conns.release()
 }
 
 var _ clusterregistry.Builder[*Cluster] = Builder{}
