@@ -38,8 +38,11 @@ func (r Request) String() string { return r.ClusterName + "/" + r.NamespacedName
 
 // Reconciler reconciles the object of a Request in its cluster. It gets the
 // cluster's client from the Registry: Registry.Get(req.ClusterName).
-// reconcile.TypedFunc[Request] adapts a function.
+// ReconcileFunc adapts a function.
 type Reconciler = reconcile.TypedReconciler[Request]
+
+// ReconcileFunc adapts a function to a Reconciler.
+type ReconcileFunc = reconcile.TypedFunc[Request]
 
 // Controller is a controller-runtime Runnable that reconciles objects of
 // every cluster of a Registry.
@@ -87,7 +90,14 @@ type hubWatch struct {
 	preds []predicate.Predicate
 }
 
+// Defaults of the Controller options.
+const (
+	DefaultMaxConcurrentReconciles = 4
+	DefaultReconcileTimeout        = time.Minute
+)
+
 type controllerOptions struct {
+	timeout        time.Duration
 	watches        []watch
 	hub            []hubWatch
 	workers        int
@@ -138,9 +148,18 @@ func Broadcasts(src cache.Informers, obj client.Object, preds ...predicate.Predi
 }
 
 // WithMaxConcurrentReconciles sets the number of workers: reconciles that
-// run at once, over all clusters. Default: 1.
+// run at once, over all clusters. One cluster has at most half of them
+// (at least one) at once, so that a cluster whose reconciles hang leaves
+// the others workers. Default: DefaultMaxConcurrentReconciles.
 func WithMaxConcurrentReconciles(n int) Option {
 	return optionFunc(func(o *controllerOptions) { o.workers = n })
+}
+
+// WithReconcileTimeout bounds each reconcile: its ctx ends after d, so a
+// request to an unreachable cluster ends and frees its worker. Default:
+// DefaultReconcileTimeout. It must be positive.
+func WithReconcileTimeout(d time.Duration) Option {
+	return optionFunc(func(o *controllerOptions) { o.timeout = d })
 }
 
 // WithRateLimiter sets how long a request waits before it is retried after
@@ -185,6 +204,7 @@ var (
 	errBadWatch       = errors.New("controller: a watch has a nil object or mapping")
 	errWorkers        = errors.New("controller: MaxConcurrentReconciles must be positive")
 	errNoClock        = errors.New("controller: nil clock")
+	errTimeout        = errors.New("controller: the reconcile timeout must be positive")
 	errNoLimiter      = errors.New("controller: nil rate limiter")
 	errAlreadyStarted = errors.New("controller: already started")
 )
@@ -194,7 +214,8 @@ var (
 // nothing: add it to a manager, or call Start.
 func NewController(name string, reg *clusterregistry.Registry[*Cluster], rec Reconciler, opts ...Option) (*Controller, error) {
 	o := controllerOptions{
-		workers:        1,
+		workers:        DefaultMaxConcurrentReconciles,
+		timeout:        DefaultReconcileTimeout,
 		limiter:        workqueue.NewTypedItemExponentialFailureRateLimiter[Request](5*time.Millisecond, 1000*time.Second),
 		clock:          clock.RealClock{},
 		log:            logr.Discard(),
@@ -218,7 +239,7 @@ func NewController(name string, reg *clusterregistry.Registry[*Cluster], rec Rec
 	if o.sharedFIFO {
 		c.q = newFIFOQueue(o.limiter, o.clock)
 	} else {
-		c.q = newFairQueue(o.limiter, o.clock)
+		c.q = newFairQueue(o.limiter, o.clock, o.workers/2)
 	}
 	return c, nil
 }
@@ -235,6 +256,8 @@ func (o *controllerOptions) validate(name string, reg *clusterregistry.Registry[
 		return errNoWatch
 	case o.workers <= 0:
 		return errWorkers
+	case o.timeout <= 0:
+		return errTimeout
 	case o.clock == nil:
 		return errNoClock
 	case o.limiter == nil:
@@ -449,7 +472,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.q.addRateLimited(r) // no client yet (or a stopped Registry)
 		return true
 	}
-	res, err := c.reconcile(ctx, r)
+	rctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	res, err := c.reconcile(rctx, r)
+	cancel()
 	switch {
 	case err != nil:
 		if !errors.Is(err, reconcile.TerminalError(nil)) {

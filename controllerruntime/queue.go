@@ -1,6 +1,7 @@
 package controllerruntime
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -35,9 +36,15 @@ type queue interface {
 // request (alone in its FIFO) thus waits for at most one request of each
 // other busy cluster: N-1 reconciles divided by the number of workers. A
 // flooded cluster only delays its own requests.
+//
+// A cluster has at most maxPerCluster requests handed out at once; one
+// that has that many is skipped until one is done. With fewer than the
+// number of workers, a cluster whose reconciles hang (an unreachable API
+// server) cannot take every worker.
 type fairQueue struct {
-	limiter workqueue.TypedRateLimiter[Request]
-	clock   clock.WithDelayedExecution
+	limiter       workqueue.TypedRateLimiter[Request]
+	clock         clock.WithDelayedExecution
+	maxPerCluster int
 
 	mu         sync.Mutex // protects every field below; held for map and slice operations only, never while calling the clock or the limiter
 	cond       *sync.Cond // on mu: signalled when an item becomes ready or the queue shuts down
@@ -45,6 +52,7 @@ type fairQueue struct {
 	ring       []string              // clusters with queued items, in the order they are served; each at most once
 	dirty      map[Request]struct{}  // queued, or added again while processing
 	processing map[Request]struct{}  // handed out and not yet done
+	inflight   map[string]int        // per cluster: how many of processing
 	timers     map[*delayed]struct{} // pending addAfter timers, stopped by shutDown
 	shutdown   bool
 }
@@ -55,14 +63,16 @@ type delayed struct {
 	fired bool
 }
 
-func newFairQueue(limiter workqueue.TypedRateLimiter[Request], clk clock.WithDelayedExecution) *fairQueue {
+func newFairQueue(limiter workqueue.TypedRateLimiter[Request], clk clock.WithDelayedExecution, maxPerCluster int) *fairQueue {
 	q := &fairQueue{
-		limiter:    limiter,
-		clock:      clk,
-		clusters:   make(map[string][]Request),
-		dirty:      make(map[Request]struct{}),
-		processing: make(map[Request]struct{}),
-		timers:     make(map[*delayed]struct{}),
+		limiter:       limiter,
+		clock:         clk,
+		maxPerCluster: max(1, maxPerCluster),
+		inflight:      make(map[string]int),
+		clusters:      make(map[string][]Request),
+		dirty:         make(map[Request]struct{}),
+		processing:    make(map[Request]struct{}),
+		timers:        make(map[*delayed]struct{}),
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -96,15 +106,18 @@ func (q *fairQueue) pushLocked(r Request) {
 func (q *fairQueue) get() (Request, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.ring) == 0 && !q.shutdown {
+	i := -1
+	for {
+		if q.shutdown {
+			return Request{}, false
+		}
+		if i = q.nextLocked(); i >= 0 {
+			break
+		}
 		q.cond.Wait()
 	}
-	if q.shutdown {
-		return Request{}, false
-	}
-	name := q.ring[0]
-	q.ring[0] = ""
-	q.ring = q.ring[1:]
+	name := q.ring[i]
+	q.ring = slices.Delete(q.ring, i, i+1)
 	items := q.clusters[name]
 	r := items[0]
 	items[0] = Request{}
@@ -116,13 +129,32 @@ func (q *fairQueue) get() (Request, bool) {
 	}
 	delete(q.dirty, r)
 	q.processing[r] = struct{}{}
+	q.inflight[name]++
 	return r, true
+}
+
+// nextLocked returns the index in ring of the first cluster below its
+// in-flight limit, or -1.
+func (q *fairQueue) nextLocked() int {
+	for i, name := range q.ring {
+		if q.inflight[name] < q.maxPerCluster {
+			return i
+		}
+	}
+	return -1
 }
 
 func (q *fairQueue) done(r Request) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if _, ok := q.processing[r]; !ok {
+		return
+	}
 	delete(q.processing, r)
+	if q.inflight[r.ClusterName]--; q.inflight[r.ClusterName] <= 0 {
+		delete(q.inflight, r.ClusterName)
+	}
+	q.cond.Signal() // the cluster may be below its limit again
 	if _, ok := q.dirty[r]; ok && !q.shutdown {
 		q.pushLocked(r)
 	}

@@ -19,7 +19,7 @@ func req(cluster, name string) Request {
 
 func newTestQueue() (*fairQueue, *clocktesting.FakeClock) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
-	return newFairQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[Request](time.Second, time.Minute), clk), clk
+	return newFairQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[Request](time.Second, time.Minute), clk, 1), clk
 }
 
 func getN(t *testing.T, q *fairQueue, n int) []Request {
@@ -113,4 +113,21 @@ func TestFairQueueShutDown(t *testing.T) {
 	_, ok := q.get()
 	assert.False(t, ok, "nothing is queued after shutdown")
 	assert.False(t, clk.HasWaiters(), "pending delays are stopped")
+}
+
+// TestFairQueueLimitsAClusterInFlight checks that a cluster whose request is
+// being processed is skipped: a hanging cluster holds one worker, not all.
+func TestFairQueueLimitsAClusterInFlight(t *testing.T) {
+	q, _ := newTestQueue()
+	q.add(req("hang", "1"))
+	q.add(req("hang", "2"))
+	q.add(req("ok", "1"))
+	q.add(req("ok", "2"))
+	first, _ := q.get()
+	require.Equal(t, req("hang", "1"), first) // never done: it hangs
+	assert.Equal(t, []Request{req("ok", "1"), req("ok", "2")}, getN(t, q, 2))
+	got := make(chan Request)
+	go func() { r, _ := q.get(); got <- r }() // joined below
+	q.done(first)
+	assert.Equal(t, req("hang", "2"), <-got)
 }
