@@ -78,6 +78,11 @@ func (b Builder) Build(ctx context.Context, c clusterregistry.Cluster) (*Cluster
 	// same cluster after a token rotation): Release can then close exactly
 	// this cluster's connections. A config with its own Dial stays out of
 	// the cache.
+	// As controller-runtime's GetConfig: no client-side rate limit unless the
+	// config asks for one; API Priority and Fairness limits on the server.
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		cfg.QPS = -1
+	}
 	tracker := newConnTracker(cfg.Dial)
 	cfg.Dial = tracker.dial
 	hc, err := rest.HTTPClientFor(cfg)

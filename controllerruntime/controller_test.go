@@ -21,13 +21,15 @@ import (
 
 // env is a Syncer over fake API servers, with a Builder, for one test.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	servers map[string]*fakeapi.Server
 	source  *clusterregistry.MemorySource
 	syncer  *clusterregistry.Syncer[*Cluster]
 }
 
-func newEnv(t *testing.T, names ...string) *env {
+func newEnv(t *testing.T, names ...string) *env { return newEnvTB(t, names...) }
+
+func newEnvTB(t testing.TB, names ...string) *env {
 	t.Helper()
 	e := &env{t: t, servers: map[string]*fakeapi.Server{}, source: clusterregistry.NewMemorySource()}
 	for _, n := range names {
