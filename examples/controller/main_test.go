@@ -12,6 +12,7 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/clusterregistry/clusterregistry/clusterregistrytest"
 	"github.com/clusterregistry/clusterregistry/test/localcluster"
@@ -80,9 +81,15 @@ func TestControllerOnLocalClusters(t *testing.T) {
 		}
 	}
 	require.Eventually(t, copyHas("blue"), time.Minute, 10*time.Millisecond, "the hub's ConfigMap is copied")
-	cm.Data["colour"] = "green"
-	_, err = hub.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := hub.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		latest.Data["colour"] = "green"
+		_, err = hub.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, latest, metav1.UpdateOptions{})
+		return err
+	}))
 	require.Eventually(t, copyHas("green"), time.Minute, 10*time.Millisecond, "a change of the hub's follows")
 
 	// A change of the copy is undone.
