@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -53,8 +54,15 @@ type copier struct {
 	reg *clusterregistry.Registry[*mcr.Cluster]
 	hub client.Reader
 
-	mu       sync.Mutex // protects notFound
+	mu       sync.Mutex // protects notFound and log
 	notFound []string
+	log      []string // what each reconcile did, for a failure's report
+}
+
+func (c *copier) note(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log = append(c.log, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
 }
 
 func (c *copier) Reconcile(ctx context.Context, req mcr.Request) (ctrl.Result, error) {
@@ -69,13 +77,15 @@ func (c *copier) Reconcile(ctx context.Context, req mcr.Request) (ctrl.Result, e
 	}
 	var src corev1.ConfigMap
 	if err := c.hub.Get(ctx, req.NamespacedName, &src); err != nil {
+		c.note("%s: hub: %v", req, err)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	dst := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: src.Namespace, Name: src.Name}}
-	_, err = controllerutil.CreateOrUpdate(ctx, cl.GetClient(), dst, func() error {
+	op, err := controllerutil.CreateOrUpdate(ctx, cl.GetClient(), dst, func() error {
 		dst.Data = src.Data
 		return nil
 	})
+	c.note("%s: %v %v (hub %v)", req, op, err, src.Data)
 	return ctrl.Result{}, err
 }
 
@@ -148,7 +158,11 @@ func TestControllerFollowsTheFleet(t *testing.T) {
 				got, err := admins[cl.Name()].CoreV1().ConfigMaps(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
 				return err == nil && got.Data["v"] == v
 			}, convergeBound, 20*time.Millisecond, "%s: %s holds %q", step, cl.Name(), v) {
-				dumpGoroutines(t)
+				rec.mu.Lock()
+				for _, l := range rec.log[max(0, len(rec.log)-40):] {
+					t.Log(l)
+				}
+				rec.mu.Unlock()
 				t.FailNow()
 			}
 		}
