@@ -17,9 +17,9 @@ import (
 
 // newConfigMapController keeps the hub's ConfigMap key in every cluster of
 // reg: it copies the hub's data to a cluster whenever the hub's ConfigMap
-// changes, the cluster's copy changes, or the cluster arrives. A
-// single-cluster controller doing the same differs in two lines: the
-// Registry lookup and the Broadcasts watch.
+// changes, the cluster's copy changes, or the cluster arrives. The
+// reconciler has the shape of a single-cluster one; what is multi-cluster is
+// the Registry lookup and the Broadcasts watch.
 func newConfigMapController(mgr ctrl.Manager, reg *clusterregistry.Registry[*mcr.Cluster], key types.NamespacedName) (*mcr.Controller, error) {
 	only := predicate.NewPredicateFuncs(func(o client.Object) bool { return client.ObjectKeyFromObject(o) == key })
 	reconcile := func(ctx context.Context, req mcr.Request) (ctrl.Result, error) {
