@@ -486,7 +486,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	case res.RequeueAfter > 0:
 		c.q.forget(r)
 		c.q.addAfter(r, res.RequeueAfter)
-	case res.Requeue: //nolint:staticcheck // honoured while controller-runtime has it
+	case res.Requeue: //lint:ignore SA1019 honoured while controller-runtime has it
 		c.q.addRateLimited(r)
 	default:
 		c.q.forget(r)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -310,4 +312,53 @@ func TestNewControllerRejectsBadArguments(t *testing.T) {
 			assert.Nil(t, c)
 		})
 	}
+}
+
+// TestControllerAddRemoveCyclesLeaveNothing adds and removes a cluster a
+// hundred times under a running Controller: afterwards the server has no
+// connection or watch, and the process no more goroutines or file
+// descriptors than before (goleak checks the rest once the Controller
+// stops, in TestMain).
+func TestControllerAddRemoveCyclesLeaveNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 cycles; not with -short")
+	}
+	e := newEnv(t)
+	s := fakeapi.New()
+	defer s.Close()
+	s.Apply(configMap("one", "1"))
+	rec := newRecorder(e.reg())
+	c, err := NewController("test", e.reg(), rec, For(&corev1.ConfigMap{}))
+	require.NoError(t, err)
+	start(t, c)
+	var goroutines, fds int
+	for i := range 101 {
+		if i == 1 { // after one cycle, so that everything that lives as long as the Controller runs
+			goroutines, fds = runtime.NumGoroutine(), openFDs(t)
+		}
+		e.source.Upsert(clusterregistry.Cluster{Name: "cycling", Config: s.Config()})
+		e.sync()
+		require.Eventually(t, func() bool { return rec.count(cmReq("cycling", "one")) > i }, wait, time.Millisecond)
+		e.source.Delete("cycling")
+		e.sync()
+		require.Eventually(t, func() bool { return len(c.Engaged()) == 0 }, wait, time.Millisecond)
+	}
+	assert.Eventually(t, func() bool { return s.Connections() == 0 && s.Watchers() == 0 }, wait, time.Millisecond,
+		"server: %d connections, %d watches", s.Connections(), s.Watchers())
+	// +1: Eventually runs its condition in a goroutine of its own.
+	if !assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+1 }, wait, 10*time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		t.Logf("goroutines: %d before, %d after:\n%s", goroutines, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	}
+	assert.LessOrEqual(t, openFDs(t), fds, "file descriptors")
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(entries)
 }

@@ -65,13 +65,6 @@ func (t *connTracker) release() {
 	}
 }
 
-// open returns the number of open connections.
-func (t *connTracker) open() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.conns)
-}
-
 type trackedConn struct {
 	net.Conn
 	t    *connTracker

@@ -36,7 +36,8 @@ func ExampleFleet() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	started, _ := f.Reconcile(ctx)
-	fmt.Println(started, <-seen != <-seen)
+	first, second := <-seen, <-seen
+	fmt.Println(started, first != second)
 	cancel()
 	// Start (or a Reconcile) stops workers whose cluster went; here ctx
 	// has ended, so a Start returns at once, after stopping every worker.

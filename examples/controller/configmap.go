@@ -24,8 +24,8 @@ func newConfigMapController(mgr ctrl.Manager, reg *clusterregistry.Registry[*mcr
 	only := predicate.NewPredicateFuncs(func(o client.Object) bool { return client.ObjectKeyFromObject(o) == key })
 	reconcile := func(ctx context.Context, req mcr.Request) (ctrl.Result, error) {
 		cl, err := reg.Get(req.ClusterName)
-		if err != nil {
-			return ctrl.Result{}, err
+		if err != nil || cl.GetConfig().Host == mgr.GetConfig().Host {
+			return ctrl.Result{}, err // the hub keeps its own: a copy onto itself could undo a change
 		}
 		var src corev1.ConfigMap
 		if err := mgr.GetClient().Get(ctx, req.NamespacedName, &src); err != nil {

@@ -312,9 +312,7 @@ func (s *Server) listOrWatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		if _, ok := s.watchers[ch]; ok {
-			delete(s.watchers, ch)
-		}
+		delete(s.watchers, ch)
 		s.mu.Unlock()
 	}()
 
