@@ -2,12 +2,13 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-# Modules of this repository: the library, the real-API-server tests, the
-# examples, and the SQL source's tests with a real SQLite driver.
-MODULES := . test examples source/sqlsource/sqltest
+# Modules of this repository: the library, the controller-runtime module, the
+# real-API-server tests, the examples, and the SQL source's tests with a real
+# SQLite driver.
+MODULES := . controllerruntime test examples source/sqlsource/sqltest
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: demo test test-unit test-e2e test-examples lint api-check api-baseline fuzz bench
+.PHONY: demo test test-unit test-e2e test-examples lint api-check api-baseline fuzz bench bench-controller
 
 ## demo: start three local clusters and a dashboard, and change them while it runs
 demo:
@@ -20,6 +21,7 @@ test: test-unit test-e2e test-examples
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+	cd controllerruntime && $(GO) test -race -count=1 ./...
 	cd source/sqlsource/sqltest && $(GO) test -race -count=1 ./...
 
 ## test-e2e: tests against real kube-apiserver processes (builds them once into a cache)
@@ -71,3 +73,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseUntrusted$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzSanitizeName$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/kubeconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzRow$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x -parallel=1 ./source/sqlsource
+
+## bench-controller: the controllerruntime module's figures: quiet clusters' latency under a flood (fair
+## queue against one shared FIFO), and memory and goroutines per engaged idle cluster (against a bare
+## controller-runtime cluster.Cluster per cluster)
+bench-controller:
+	cd controllerruntime && $(GO) test -run='^$$' -bench='Fairness|IdleClusterMemory' -benchtime=1x -count=$(or $(SLOW_COUNT),3) .

@@ -1,19 +1,22 @@
-// Command controller is a multi-cluster controller skeleton: a
-// controller-runtime manager runs the clusterregistry Syncer over the
-// clusters of a kubeconfig, and a Fleet that runs one pod watcher per
-// cluster, started and stopped as clusters come and go.
+// Command controller is a multi-cluster controller: a controller-runtime
+// manager runs the clusterregistry Syncer over the clusters of a kubeconfig,
+// a controller that keeps the hub's ConfigMap default/fleet-config in every
+// cluster (configmap.go), and a Fleet that runs one pod watcher per cluster
+// (pods.go), started and stopped as clusters come and go.
 //
 //	cd examples && go run ./controller                       # $KUBECONFIG, else ~/.kube/config
 //	cd examples && go run ./controller -kubeconfig path/to/config
 //
-// The manager's own cluster (for leader election, and for controllers of
-// its own) is the kubeconfig's current context. Try it against local
+// The hub, the manager's own cluster (for leader election and the ConfigMap
+// to copy), is the kubeconfig's current context. Try it against local
 // clusters: start `cd test && go run ./cmd/localclusters`, and pass the
-// kubeconfig path it prints.
+// kubeconfig path it prints; then create the ConfigMap in the hub:
 //
-// Edit the kubeconfig while it runs (add or remove a context, change a
-// token): within a second or two the Fleet starts, restarts or stops the
-// cluster's watcher.
+//	kubectl create configmap fleet-config --from-literal=colour=blue
+//
+// and see it appear in every cluster. Edit the kubeconfig while it runs (add
+// or remove a context, change a token): within a second or two the cluster
+// is watched, re-watched on its new client, or forgotten.
 package main
 
 import (
@@ -26,12 +29,16 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/clusterregistry/clusterregistry"
+	mcr "github.com/clusterregistry/clusterregistry/controllerruntime"
+	"github.com/clusterregistry/clusterregistry/fleet"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 )
 
@@ -53,24 +60,8 @@ func newLogger(w io.Writer) logr.Logger {
 	}, funcr.Options{})
 }
 
-// syncerRunnable hands a Syncer to a controller-runtime manager. Syncer.Run
-// already has the shape of a Runnable's Start; the adapter adds that every
-// replica runs its own Syncer, not only the leader.
-type syncerRunnable[T any] struct {
-	*clusterregistry.Syncer[T]
-}
-
-// Start runs the Syncer until ctx ends.
-func (r syncerRunnable[T]) Start(ctx context.Context) error { return r.Run(ctx) }
-
-// NeedLeaderElection reports false: every replica keeps its own Registry.
-func (syncerRunnable[T]) NeedLeaderElection() bool { return false }
-
-var (
-	_ manager.Runnable               = syncerRunnable[*clusterregistry.Client]{}
-	_ manager.LeaderElectionRunnable = syncerRunnable[*clusterregistry.Client]{}
-	_ manager.Runnable               = (*Fleet[*clusterregistry.Client])(nil)
-)
+// configMap is the hub's ConfigMap that the controller keeps in every cluster.
+var configMap = types.NamespacedName{Namespace: "default", Name: "fleet-config"}
 
 // run runs the manager until ctx ends.
 func run(ctx context.Context, path string, log logr.Logger) error {
@@ -99,24 +90,44 @@ func run(ctx context.Context, path string, log logr.Logger) error {
 		return err
 	}
 
-	syncer, err := clusterregistry.NewSyncer(source,
-		clusterregistry.ClientBuilder{UserAgent: "clusterregistry-controller"},
+	syncer, err := clusterregistry.NewSyncer(source, mcr.Builder{Logger: log.WithName("cluster")},
 		clusterregistry.WithLogger(log.WithName("syncer")))
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(syncerRunnable[*clusterregistry.Client]{syncer}); err != nil {
+	if err := mgr.Add(mcr.SyncerRunnable(syncer)); err != nil {
 		return err
 	}
-	fleet := &Fleet[*clusterregistry.Client]{
-		Registry: syncer.Registry(),
-		Work:     watchPods[*clusterregistry.Client](log.WithName("pods")),
-		Log:      log.WithName("fleet"),
-	}
-	if err := mgr.Add(fleet); err != nil {
+	reg := syncer.Registry()
+	configMaps, err := newConfigMapController(mgr, reg, configMap)
+	if err != nil {
 		return err
 	}
-	// Start blocks until ctx ends, then stops the Fleet (every worker) and
-	// the Syncer (every client) before it returns.
+	if err := mgr.Add(configMaps); err != nil {
+		return err
+	}
+	pods, err := fleet.New(reg, func(ctx context.Context, name string, cl *mcr.Cluster) {
+		// A clientset on the cluster's own HTTP client (and connections).
+		cs, err := kubernetes.NewForConfigAndClient(cl.GetConfig(), cl.GetHTTPClient())
+		if err != nil {
+			log.Error(err, "No clientset", "cluster", name)
+			return
+		}
+		watchPods[clientset](log.WithName("pods"))(ctx, name, clientset{cs})
+	}, fleet.WithLogger(log.WithName("fleet")))
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(pods); err != nil {
+		return err
+	}
+	// Start blocks until ctx ends, then stops the controllers and the Fleet
+	// (every watch and worker) and the Syncer (every client) before it
+	// returns.
 	return mgr.Start(ctx)
 }
+
+// clientset is a kubeClient for the pod watcher.
+type clientset struct{ cs kubernetes.Interface }
+
+func (c clientset) Kubernetes() kubernetes.Interface { return c.cs }

@@ -1,13 +1,12 @@
-package main
+package fleet
 
-// Downstream-style tests of the per-cluster workers, with clusterregistrytest:
+// Tests of the per-cluster workers, with clusterregistrytest:
 // fake clusters, a Syncer for the length of the test, and a leak check that
 // covers the informers the workers start.
 
 import (
 	"context"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/clusterregistry/clusterregistry"
@@ -54,6 +51,13 @@ func (r *recordingWork) client(cluster string) fake {
 
 func sorted(s []string) []string { slices.Sort(s); return s }
 
+func newFleet(t *testing.T, reg *clusterregistry.Registry[fake], work WorkFunc[fake], opts ...Option) *Fleet[fake] {
+	t.Helper()
+	f, err := New(reg, work, opts...)
+	require.NoError(t, err)
+	return f
+}
+
 func TestFleetFollowsTheRegistry(t *testing.T) {
 	builder := clusterregistrytest.NewFakeBuilder()
 	builder.Fail("broken", assert.AnError)
@@ -61,7 +65,7 @@ func TestFleetFollowsTheRegistry(t *testing.T) {
 		clusterregistrytest.NewCluster("a"), clusterregistrytest.NewCluster("b"), clusterregistrytest.NewCluster("broken"))
 	syncer := clusterregistrytest.StartSyncer(t, source, builder)
 	rec := &recordingWork{running: map[string]fake{}}
-	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: rec.work}
+	fleet := newFleet(t, syncer.Registry(), rec.work)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -102,12 +106,12 @@ func TestFleetRestartsAWorkerThatEnded(t *testing.T) {
 	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
 	var mu sync.Mutex
 	runs := 0
-	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: func(ctx context.Context, _ string, _ fake) {
+	fleet := newFleet(t, syncer.Registry(), func(ctx context.Context, _ string, _ fake) {
 		mu.Lock()
 		runs++
 		mu.Unlock()
 		// Returns at once, as a worker that failed would.
-	}}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fleet.Reconcile(ctx)
@@ -139,7 +143,7 @@ func TestFleetStopsWorkersTogether(t *testing.T) {
 	allCancelled := make(chan struct{})
 	go func() { cancelled.Wait(); close(allCancelled) }()
 	var waitedAlone atomic.Bool
-	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: func(ctx context.Context, _ string, _ fake) {
+	fleet := newFleet(t, syncer.Registry(), func(ctx context.Context, _ string, _ fake) {
 		<-ctx.Done()
 		cancelled.Done()
 		select {
@@ -147,7 +151,7 @@ func TestFleetStopsWorkersTogether(t *testing.T) {
 		case <-time.After(5 * time.Second): // a bound, so a regression fails rather than hangs
 			waitedAlone.Store(true)
 		}
-	}}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started, _ := fleet.Reconcile(ctx)
@@ -168,7 +172,7 @@ func TestFleetStartReconcilesOnEvents(t *testing.T) {
 	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("a"))
 	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
 	rec := &recordingWork{running: map[string]fake{}}
-	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: rec.work, Interval: time.Second, Clock: clock}
+	fleet := newFleet(t, syncer.Registry(), rec.work, WithInterval(time.Second), WithClock(clock))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -190,49 +194,51 @@ func TestFleetStartReconcilesOnEvents(t *testing.T) {
 	assert.Nil(t, rec.client("a"), "every worker stopped")
 }
 
-// logSink collects log lines for assertions.
-type logSink struct {
-	mu    sync.Mutex // protects lines
-	lines []string
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, string(p))
-	return len(p), nil
-}
-
-func (s *logSink) has(sub string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if strings.Contains(l, sub) {
-			return true
-		}
+func TestNewRejectsBadArguments(t *testing.T) {
+	reg := clusterregistrytest.StartSyncer(t, clusterregistrytest.NewSource(), clusterregistrytest.NewFakeBuilder()).Registry()
+	work := func(context.Context, string, fake) {}
+	tests := []struct {
+		name string
+		give func() (*Fleet[fake], error)
+		want error
+	}{
+		{"nil registry", func() (*Fleet[fake], error) { return New[fake](nil, work) }, errNoRegistry},
+		{"nil work", func() (*Fleet[fake], error) { return New(reg, nil) }, errNoWork},
+		{"zero interval", func() (*Fleet[fake], error) { return New(reg, work, WithInterval(0)) }, errInterval},
+		{"nil clock", func() (*Fleet[fake], error) { return New(reg, work, WithClock(nil)) }, errNoClock},
 	}
-	return false
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := tt.give()
+			assert.ErrorIs(t, err, tt.want)
+			assert.Nil(t, f)
+		})
+	}
 }
 
-func TestPodWatcherOnFakeClusters(t *testing.T) {
-	builder := clusterregistrytest.NewFakeBuilder()
-	builder.Seed("a", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1"}})
+// TestWorkersIsNotBlockedByAStoppingWorker checks that Workers answers while
+// Reconcile waits for a slow WorkFunc: the Fleet holds no lock that Workers
+// needs while user code runs.
+func TestWorkersIsNotBlockedByAStoppingWorker(t *testing.T) {
 	source := clusterregistrytest.NewSource(clusterregistrytest.NewCluster("a"))
-	syncer := clusterregistrytest.StartSyncer(t, source, builder)
-	var sink logSink
-	fleet := &Fleet[fake]{Registry: syncer.Registry(), Work: watchPods[fake](newLogger(&sink))}
+	syncer := clusterregistrytest.StartSyncer(t, source, clusterregistrytest.NewFakeBuilder())
+	release := make(chan struct{})
+	stopping := make(chan struct{})
+	fleet := newFleet(t, syncer.Registry(), func(ctx context.Context, _ string, _ fake) {
+		<-ctx.Done()
+		close(stopping)
+		<-release
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
 	fleet.Reconcile(ctx)
-	require.Eventually(t, func() bool { return sink.has(`"cluster"="a" "pods"=1`) }, 10*time.Second, time.Millisecond)
-
-	client := builder.Client("a").Kubernetes()
-	_, err := client.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-2"}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return sink.has(`"msg"="Pod added" "cluster"="a" "pod"="shop/web-2"`) }, 10*time.Second, time.Millisecond)
-	assert.False(t, sink.has(`"pod"="shop/web-1"`), "pods of the initial list are not reported as added")
-
-	cancel()
-	fleet.stopAll() // the informers shut down; TestMain checks that no goroutine is left
+	source.Delete("a")
+	clusterregistrytest.Sync(t, syncer)
+	reconciled := make(chan []string, 1)
+	go func() { _, stopped := fleet.Reconcile(ctx); reconciled <- stopped }() // joined below
+	<-stopping
+	assert.Equal(t, []string{"a"}, fleet.Workers(), "still running while its WorkFunc returns")
+	close(release)
+	assert.Equal(t, []string{"a"}, <-reconciled)
+	assert.Empty(t, fleet.Workers())
 }
