@@ -55,16 +55,15 @@ func (f *fault) on(cluster string) bool { return slices.Contains(f.clusters, clu
 
 // Fault kinds, and the classes of error each one may cause on its clusters.
 const (
-	kindBlackHole  = "black-hole"
-	kindDelay      = "delay"
-	kindRefuse     = "refuse"
-	kindKill       = "kill-restart"
-	kindRotate     = "rotate-token"
-	kindRewrite    = "rewrite-kubeconfig"
-	kindCorrupt    = "corrupt-secret"
-	kindHubDown    = "hub-down"
-	kindAddRemove  = "add-remove-cluster"
-	kindNetworkish = "network" // not a kind: the class of the first four
+	kindBlackHole = "black-hole"
+	kindDelay     = "delay"
+	kindRefuse    = "refuse"
+	kindKill      = "kill-restart"
+	kindRotate    = "rotate-token"
+	kindRewrite   = "rewrite-kubeconfig"
+	kindCorrupt   = "corrupt-secret"
+	kindHubDown   = "hub-down"
+	kindAddRemove = "add-remove-cluster"
 )
 
 func networkish(kind string) bool {

@@ -113,6 +113,9 @@ func startService(w *world, id string, led *ledger) (*service, error) {
 		name, _ := httpcluster.ClusterName(r.Context())
 		ts := time.Now()
 		_, err := client.Kubernetes().CoreV1().Namespaces().Get(r.Context(), localcluster.Namespace, metav1.GetOptions{})
+		if r.Context().Err() != nil {
+			return // the reader went away: the end of the soak
+		}
 		led.request("http", name, ts, time.Now(), err)
 		if err != nil {
 			rw.WriteHeader(http.StatusBadGateway)

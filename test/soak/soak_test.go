@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/clusterregistry/clusterregistry/test/localcluster"
@@ -54,11 +56,11 @@ func TestSoak(t *testing.T) {
 		return "", cluster
 	}
 	led := newLedger(creds, originOf)
-	proxies := map[string]bool{}
+	proxies := map[string]string{}
 	for _, c := range all {
 		u, err := url.Parse(c.Server())
 		require.NoError(t, err)
-		proxies[u.Port()] = true
+		proxies[u.Port()] = c.Name()
 	}
 	admins := map[string]kubernetes.Interface{}
 	for _, c := range all {
@@ -69,7 +71,7 @@ func TestSoak(t *testing.T) {
 
 	// Baselines, before the replica starts.
 	baseWatches := watches(t, admins)
-	baseTCP := proxyTCP(proxies)
+	baseTCP, _ := proxyTCP(proxies)
 	baseFDs := countFDs()
 	ignoreBefore := goleak.IgnoreCurrent()
 	baseGoroutines := runtime.NumGoroutine()
@@ -146,10 +148,13 @@ func TestSoak(t *testing.T) {
 	var extra []string
 	var nowWatches map[string]int
 	var nowTCP int
+	var tcpDetails []string
 	deadline := time.Now().Add(time.Minute)
 	for {
 		w.closeIdle()
-		nowWatches, nowTCP = watches(t, admins), proxyTCP(proxies)
+		utilnet.CloseIdleConnectionsFor(svc.hubHTTP.Transport)
+		nowWatches = watches(t, admins)
+		nowTCP, tcpDetails = proxyTCP(proxies)
 		if fmt.Sprint(nowWatches) == fmt.Sprint(baseWatches) && nowTCP <= baseTCP || time.Now().After(deadline) {
 			break
 		}
@@ -161,7 +166,13 @@ func TestSoak(t *testing.T) {
 	}
 	extra = append(extra, fmt.Sprintf("TCP connections through the proxies: before %d, after %d", baseTCP, nowTCP))
 	if nowTCP > baseTCP {
-		led.violation("leak", "TCP connections through the proxies: before %d, after %d", baseTCP, nowTCP)
+		// Who holds them: every goroutine's stack, for the record.
+		if f, err := os.CreateTemp("", "soak-goroutines-*.txt"); err == nil {
+			_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+			_ = f.Close()
+			extra = append(extra, "goroutine stacks at the connection leak: "+f.Name())
+		}
+		led.violation("leak", "TCP connections through the proxies: before %d, after %d: %s", baseTCP, nowTCP, strings.Join(tcpDetails, ", "))
 	}
 	var leakErr error
 	for range 100 {
@@ -249,7 +260,8 @@ func countFDs() int {
 // proxyTCP counts this process's TCP connections to or from a cluster's
 // proxy: the service's connections and the proxies' own ends of them. The
 // harness's admin clients go to the API servers directly and do not count.
-func proxyTCP(ports map[string]bool) int {
+// It returns the count and a description of each.
+func proxyTCP(ports map[string]string) (int, []string) {
 	inodes := map[string]bool{}
 	entries, _ := os.ReadDir("/proc/self/fd")
 	for _, e := range entries {
@@ -259,6 +271,7 @@ func proxyTCP(ports map[string]bool) int {
 		}
 	}
 	n := 0
+	var details []string
 	for _, table := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		f, err := os.Open(table)
 		if err != nil {
@@ -272,13 +285,15 @@ func proxyTCP(ports map[string]bool) int {
 			if len(fields) <= 9 || fields[3] == "0A" || !inodes[fields[9]] { // 0A: LISTEN
 				continue
 			}
-			if ports[hexPort(fields[1])] || ports[hexPort(fields[2])] {
+			local, remote := hexPort(fields[1]), hexPort(fields[2])
+			if c := ports[local] + ports[remote]; c != "" {
 				n++
+				details = append(details, fmt.Sprintf("%s %s→%s state %s", c, local, remote, fields[3]))
 			}
 		}
 		_ = f.Close()
 	}
-	return n
+	return n, details
 }
 
 // hexPort turns the ADDR:PORT of /proc/net/tcp (port in hex) into a decimal port.
