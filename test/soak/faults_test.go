@@ -237,10 +237,15 @@ func (in *injector) rotate(ctx context.Context, e *entry) {
 	probe.Go(func() {
 		for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
 			if c, err := in.svc.reg.Get(e.name); err == nil && c.Config().BearerToken == tok {
-				in.led.recovered(kindRotate, time.Since(f.end))
+				d := time.Since(f.end)
+				in.led.recovered(kindRotate, d)
+				in.led.slowChange("a new token", e.name, f, f.end, d)
 				return
 			}
 			sleep(ctx, 50*time.Millisecond)
+		}
+		if ctx.Err() == nil {
+			in.led.slowChange("a new token", e.name, f, f.end, time.Since(f.end))
 		}
 	})
 	if err := e.target.RevokeToken(context.Background(), old); err != nil {
@@ -352,7 +357,9 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 	added := time.Now()
 	for ctx.Err() == nil && time.Since(added) < time.Minute {
 		if _, ok := in.svc.reg.Snapshot().Cluster(e.name); ok {
-			in.led.recovered("cluster-added", time.Since(added))
+			d := time.Since(added)
+			in.led.recovered("cluster-added", d)
+			in.led.slowChange("a new cluster", e.name, f, added, d)
 			break
 		}
 		sleep(ctx, 50*time.Millisecond)
@@ -365,7 +372,9 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 	removed := time.Now()
 	for time.Since(removed) < time.Minute {
 		if _, ok := in.svc.reg.Snapshot().Cluster(e.name); !ok {
-			in.led.recovered("cluster-removed", time.Since(removed))
+			d := time.Since(removed)
+			in.led.recovered("cluster-removed", d)
+			in.led.slowChange("the removal", e.name, f, removed, d)
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -269,6 +269,36 @@ func (l *ledger) disturbed(cluster string, ts, te time.Time, match func(string) 
 	return false
 }
 
+// quiet reports whether no fault but those that skip accepts touched
+// cluster (or the API server it points at, or, for a cluster listed from
+// Secrets, the hub) during [ts-netGrace, te].
+func (l *ledger) quiet(cluster string, ts, te time.Time, skip func(*fault) bool) bool {
+	origin, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.faults {
+		if skip(f) || !(f.on(cluster) || f.on(target) || f.kind == kindHubDown && origin == fromSecret) {
+			continue
+		}
+		if !f.start.After(te) && (f.end.IsZero() || !f.end.Add(netGrace).Before(ts)) {
+			return false
+		}
+	}
+	return true
+}
+
+// slowChange counts a violation if a change of cluster's entry, written at
+// since, took d > rotationBound to reach the Registry although nothing
+// touched the cluster or its source meanwhile: something else held it up,
+// such as another cluster's black hole.
+func (l *ledger) slowChange(what, cluster string, self *fault, since time.Time, d time.Duration) {
+	if d <= rotationBound || !l.quiet(cluster, since, since.Add(d), func(f *fault) bool { return f == self }) {
+		return
+	}
+	l.violation("slow-change", "%s of %s took %s to reach the Registry (bound %s) with no fault of its own; faults meanwhile: %s",
+		what, cluster, d.Round(time.Millisecond), rotationBound, l.activeFaults(since, since.Add(d)))
+}
+
 // rotationWindow reports whether [ts, te] falls in the window of a rotation
 // of cluster (see excused).
 func (l *ledger) rotationWindow(cluster string, ts, te time.Time) bool {

@@ -247,11 +247,9 @@ func (w *world) touchProbe(ctx context.Context, value string) error {
 	}
 }
 
-// remove deletes e from its source.
+// remove deletes e from its source. The world keeps knowing e, so that
+// what happens to it afterwards is still classified by its origin and target.
 func (w *world) remove(ctx context.Context, e *entry) error {
-	w.mu.Lock()
-	delete(w.entries, e.name)
-	w.mu.Unlock()
 	if e.origin == fromDir {
 		return os.Remove(w.path(e))
 	}
