@@ -2,6 +2,28 @@
 // clusters, under random overlapping faults, and checks its promises the
 // whole time (issue 17). It runs only when asked: -soak.duration or
 // CLUSTERREGISTRY_SOAK_DURATION; `make soak` sets it.
+//
+// Five member clusters and a hub: three members are listed from a kubeconfig
+// directory, two from Secrets in the hub. One replica of a service (type
+// service; several can run side by side once sharding lands) runs a Syncer
+// over both, an HTTP server behind httpcluster, a subscriber and a worker per
+// cluster; readers hammer Get, Lease and the HTTP server. The injector draws
+// faults from the seed (several at once, each for 2-12s): black hole, delay,
+// refusal, API server killed and restarted, token rotated with the old one
+// revoked at once, kubeconfig rewritten in place in chunks, Secret corrupted
+// and mended, hub down (black hole, refusal or kill), a cluster added and
+// removed.
+//
+// The ledger counts every violation with its details: a member reads "not
+// found" or has no client; a request fails with no fault of its cluster to
+// explain it (see ledger.excused for the grace windows, and the bounds at the
+// top of ledger_test.go); a request or build of a cluster with no fault
+// takes longer than its bound; a change reaches the Registry late with no
+// fault of its own; events go back in generation or disagree with the
+// Registry once caught up; a known credential appears in a log line, error,
+// event or HTTP answer; a cluster is owned by two replicas; goroutines,
+// connections through the proxies or the API servers' watches are not back
+// at their baseline after the replica stops.
 package soak
 
 import (

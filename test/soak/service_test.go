@@ -204,6 +204,14 @@ type known struct{ gen uint64 }
 
 func (s *service) compare(serving map[string]known, last uint64) {
 	snap := s.reg.Snapshot()
+	if err := snap.SourceErr(); err != nil {
+		s.led.checkText("source error", err.Error())
+	}
+	for info := range snap.Clusters() {
+		if info.Err != nil {
+			s.led.checkText("cluster error", info.Err.Error())
+		}
+	}
 	if snap.Generation() != last {
 		return // events of a newer generation are on their way
 	}
