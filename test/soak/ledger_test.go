@@ -91,6 +91,7 @@ type ledger struct {
 	recovery    map[string][]time.Duration
 	owners      map[string]map[string]bool
 	oddities    []string // samples of expected errors of no known cause
+	logSink     io.Writer // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
 	events      int
 	credChecked int
 }
@@ -109,15 +110,30 @@ func (l *ledger) startFault(kind string, clusters []string, detail string) *faul
 	l.mu.Lock()
 	l.faults = append(l.faults, f)
 	l.mu.Unlock()
+	l.log(fmt.Sprintf("fault %s %v %s begins", kind, clusters, detail))
 	return f
 }
 
 func (l *ledger) endFault(f *fault) {
 	l.mu.Lock()
-	if f.end.IsZero() {
+	first := f.end.IsZero()
+	if first {
 		f.end = time.Now()
 	}
 	l.mu.Unlock()
+	if first {
+		l.log(fmt.Sprintf("fault %s %v ends", f.kind, f.clusters))
+	}
+}
+
+// log writes a line to the log sink, if any, with the time since the start.
+func (l *ledger) log(line string) {
+	line = l.creds.redact(line)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logSink != nil {
+		fmt.Fprintf(l.logSink, "+%s %s\n", time.Since(l.begin).Round(time.Millisecond), line)
+	}
 }
 
 func (l *ledger) recovered(kind string, d time.Duration) {
@@ -127,7 +143,9 @@ func (l *ledger) recovered(kind string, d time.Duration) {
 }
 
 func (l *ledger) violation(class, format string, args ...any) {
-	msg := fmt.Sprintf("%s +%s: %s", class, time.Since(l.begin).Round(time.Millisecond), fmt.Sprintf(format, args...))
+	// Redacted: the details quote errors, which must not spread a leak further.
+	msg := l.creds.redact(fmt.Sprintf("%s +%s: %s", class, time.Since(l.begin).Round(time.Millisecond), fmt.Sprintf(format, args...)))
+	l.log("VIOLATION " + msg)
 	l.mu.Lock()
 	l.violations[class]++
 	if len(l.samples) < 200 {
@@ -176,7 +194,7 @@ func (l *ledger) request(via, cluster string, ts, te time.Time, err error) {
 		l.mu.Lock()
 		l.expected[cause]++
 		if cause == causeOther && len(l.oddities) < 10 {
-			l.oddities = append(l.oddities, fmt.Sprintf("%s %s: %.300v", via, cluster, err))
+			l.oddities = append(l.oddities, l.creds.redact(fmt.Sprintf("%s %s: %.300v", via, cluster, err)))
 		}
 		l.mu.Unlock()
 		return

@@ -90,7 +90,9 @@ func startService(w *world, id string, led *ledger) (*service, error) {
 	// Every log line of the Syncer is checked for credentials as it is written.
 	logger := funcr.New(func(prefix, args string) {
 		s.logLines.Add(1)
-		led.checkText("log line", prefix+" "+args)
+		line := prefix + " " + args
+		led.checkText("log line", line)
+		led.log(s.id + " " + line)
 	}, funcr.Options{Verbosity: 10})
 	builder := clusterregistry.ClientBuilder{QPS: 1000, Burst: 1000, RequestTimeout: 10 * time.Second}
 	s.syncer, err = clusterregistry.NewSyncer(compose.Merge(dir, secrets), builder,

@@ -56,6 +56,13 @@ func TestSoak(t *testing.T) {
 		return "", cluster
 	}
 	led := newLedger(creds, originOf)
+	if cfg.report != "" {
+		// Beside the report: the Syncer's log and the fault history, one timeline.
+		f, err := os.Create(cfg.report + ".log")
+		require.NoError(t, err)
+		defer f.Close()
+		led.logSink = f
+	}
 	proxies := map[string]string{}
 	for _, c := range all {
 		u, err := url.Parse(c.Server())

@@ -297,6 +297,16 @@ func (c *credentials) add(cred string) {
 	}
 }
 
+// redact replaces every known credential in s.
+func (c *credentials) redact(s string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cred := range c.list {
+		s = strings.ReplaceAll(s, cred, "<REDACTED>")
+	}
+	return s
+}
+
 // find returns the first known credential in s, or "".
 func (c *credentials) find(s string) string {
 	c.mu.Lock()
