@@ -90,7 +90,7 @@ type ledger struct {
 	reqLat      []time.Duration
 	recovery    map[string][]time.Duration
 	owners      map[string]map[string]bool
-	oddities    []string // samples of expected errors of no known cause
+	oddities    []string  // samples of expected errors of no known cause
 	logSink     io.Writer // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
 	events      int
 	credChecked int
