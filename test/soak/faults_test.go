@@ -227,6 +227,7 @@ func (in *injector) rotate(ctx context.Context, e *entry) {
 		return
 	}
 	in.w.creds.add(tok)
+	in.led.setToken(f, tok)
 	e.token = tok
 	if err := in.w.write(context.Background(), e, nil); err != nil {
 		in.harnessFailed("write %s: %v", e.name, err)

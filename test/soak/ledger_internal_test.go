@@ -26,17 +26,21 @@ func TestExcused(t *testing.T) {
 	}
 	led := newLedger(&credentials{}, func(c string) (string, string) { o := origins[c]; return o[0], o[1] })
 	led.faults = []*fault{
-		// A rotation of dir-1 whose source showed the new token at 110.
-		{kind: kindRotate, clusters: []string{"dir-1"}, start: at(100), end: at(110)},
-		// A rotation of secret-1 shown at 210, while the hub was down until 260.
-		{kind: kindRotate, clusters: []string{"secret-1"}, start: at(200), end: at(210)},
+		// A rotation of dir-1 written at 110, listed by the source at 111.
+		{kind: kindRotate, clusters: []string{"dir-1"}, start: at(100), end: at(110), token: "t1"},
+		// A rotation of secret-1 written at 210 while the hub was down until
+		// 260; the source's informer listed it at 275.
+		{kind: kindRotate, clusters: []string{"secret-1"}, start: at(200), end: at(210), token: "t2"},
 		{kind: kindHubDown, clusters: []string{"hub"}, start: at(205), end: at(260)},
 		// A black hole of dir-1 from 400 to 430.
 		{kind: kindBlackHole, clusters: []string{"dir-1"}, start: at(400), end: at(430)},
 		// A rotation of dir-1 at 600 during a black hole of dir-1 until 650.
-		{kind: kindRotate, clusters: []string{"dir-1"}, start: at(600), end: at(605)},
+		{kind: kindRotate, clusters: []string{"dir-1"}, start: at(600), end: at(605), token: "t4"},
 		{kind: kindBlackHole, clusters: []string{"dir-1"}, start: at(590), end: at(650)},
+		// A rotation of other written at 700 that no listing has shown yet.
+		{kind: kindRotate, clusters: []string{"other"}, start: at(690), end: at(700), token: "t5"},
 	}
+	led.shown = map[string]time.Time{"t1": at(111), "t2": at(275), "t4": at(606)}
 	unauthorized := apierrors.NewUnauthorized("Unauthorized")
 	timeout := context.DeadlineExceeded
 	notFound := clusterregistry.ErrClusterNotFound
@@ -48,16 +52,18 @@ func TestExcused(t *testing.T) {
 		at      int
 		want    bool
 	}{
-		{"401 just after the source showed the token", "dir-1", unauthorized, 112, true},
-		{"401 within the rotation bound", "dir-1", unauthorized, 110 + grace - 1, true},
-		{"401 beyond the rotation bound", "dir-1", unauthorized, 110 + grace + 1, false},
+		{"401 just after the source listed the token", "dir-1", unauthorized, 112, true},
+		{"401 within the rotation bound", "dir-1", unauthorized, 111 + grace - 1, true},
+		{"401 beyond the rotation bound", "dir-1", unauthorized, 111 + grace + 1, false},
 		{"401 before any rotation", "dir-1", unauthorized, 50, false},
-		{"401 of a cluster not rotated", "other", unauthorized, 112, false},
+		{"401 of a cluster not rotated", "secret-1", unauthorized, 112, false},
 		{"401 while the hub that holds the new token is down", "secret-1", unauthorized, 250, true},
-		{"401 within the bound after the hub is back", "secret-1", unauthorized, 260 + grace - 1, true},
-		{"401 beyond the bound after the hub is back", "secret-1", unauthorized, 260 + grace + 1, false},
+		{"401 after the hub is back, before its informer lists the token", "secret-1", unauthorized, 270, true},
+		{"401 within the bound after the source listed it", "secret-1", unauthorized, 275 + grace - 1, true},
+		{"401 beyond the bound after the source listed it", "secret-1", unauthorized, 275 + grace + 1, false},
 		{"401 after a rotation during the cluster's black hole", "dir-1", unauthorized, 650 + grace - 1, true},
 		{"401 beyond the bound after that black hole", "dir-1", unauthorized, 650 + grace + 1, false},
+		{"401 of a rotation no listing has shown yet", "other", unauthorized, 900, true},
 		{"not found is never expected", "dir-1", notFound, 410, false},
 		{"timeout during the cluster's black hole", "dir-1", timeout, 410, true},
 		{"timeout within the grace after it healed", "dir-1", timeout, 430 + int(netGrace/time.Second) - 1, true},

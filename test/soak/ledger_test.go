@@ -37,6 +37,11 @@ const (
 	// (250ms) or the hub's watch, a sync, a build (timeout 5s), and a
 	// request already in flight with the old client (10s).
 	rotationBound = 20 * time.Second
+	// informerGrace: after the hub is back, the Secret source's informer
+	// (client-go's reflector) lists and watches again after its backoff,
+	// which grows to 30s while the hub is down; a change written meanwhile
+	// shows in the source only then.
+	informerGrace = 45 * time.Second
 	// syncBound: one sync, whatever is black-holed: the build timeout (5s)
 	// and the source timeout of a hub that does not answer, plus margin.
 	syncBound = 30 * time.Second
@@ -47,8 +52,9 @@ type fault struct {
 	kind     string
 	clusters []string
 	start    time.Time
-	end      time.Time // zero while it is active; for a rotation, when the source showed the new token
+	end      time.Time // zero while it is active; for a rotation, when the new token was written
 	detail   string
+	token    string // a rotation's new token
 }
 
 func (f *fault) on(cluster string) bool { return slices.Contains(f.clusters, cluster) }
@@ -90,8 +96,9 @@ type ledger struct {
 	reqLat      []time.Duration
 	recovery    map[string][]time.Duration
 	owners      map[string]map[string]bool
-	oddities    []string  // samples of expected errors of no known cause
-	logSink     io.Writer // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
+	shown       map[string]time.Time // token → when the service's source first listed it
+	oddities    []string             // samples of expected errors of no known cause
+	logSink     io.Writer            // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
 	events      int
 	credChecked int
 }
@@ -101,6 +108,7 @@ func newLedger(creds *credentials, originOf func(string) (string, string)) *ledg
 		creds: creds, begin: time.Now(), originOf: originOf,
 		served: map[string]int{}, expected: map[string]int{}, violations: map[string]int{},
 		recovery: map[string][]time.Duration{}, owners: map[string]map[string]bool{},
+		shown: map[string]time.Time{},
 	}
 }
 
@@ -253,10 +261,12 @@ func classify(err error) string {
 //   - not-found, no-client, stopped: never. Every cluster the soak reads
 //     stays in its source from the moment it first had a client.
 //   - unauthorized: a token rotation of the cluster, from its start until
-//     rotationBound after the source showed the new token, or after the end
-//     of any other fault of the cluster or its source that overlapped it
-//     (a black hole, say, during which the new client cannot be built); a
-//     killed API server (which may refuse tokens while it starts).
+//     rotationBound after the service's source first listed the new token
+//     (a hub that is down, or an informer that has not caught up yet, holds
+//     that back), or after the end of any fault of the cluster's API server
+//     that overlapped it (a black hole, say, during which the new client
+//     cannot be built); a killed API server (which may refuse tokens while
+//     it starts).
 //   - anything else (timeouts, refused, closed connections, fail-fast, 5xx):
 //     a black hole, delay, refusal or kill of the cluster, until netGrace
 //     after it ended.
@@ -298,7 +308,11 @@ func (l *ledger) quiet(cluster string, ts, te time.Time, skip func(*fault) bool)
 		if skip(f) || !(f.on(cluster) || f.on(target) || f.kind == kindHubDown && origin == fromSecret) {
 			continue
 		}
-		if !f.start.After(te) && (f.end.IsZero() || !f.end.Add(netGrace).Before(ts)) {
+		grace := netGrace
+		if f.kind == kindHubDown {
+			grace = informerGrace
+		}
+		if !f.start.After(te) && (f.end.IsZero() || !f.end.Add(grace).Before(ts)) {
 			return false
 		}
 	}
@@ -318,29 +332,37 @@ func (l *ledger) slowChange(what, cluster string, self *fault, since time.Time, 
 }
 
 // rotationWindow reports whether [ts, te] falls in the window of a rotation
-// of cluster (see excused).
+// of cluster (see excused): from its start until rotationBound after the
+// service's source first listed the new token (or a later one), pushed back
+// to the end of any fault of the cluster's API server (black hole, delay,
+// refusal, kill) that overlaps it, since no client can be built then.
 func (l *ledger) rotationWindow(cluster string, ts, te time.Time) bool {
-	origin, target := l.originOf(cluster)
+	_, target := l.originOf(cluster)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, r := range l.faults {
+	for i, r := range l.faults {
 		if r.kind != kindRotate || !(r.on(cluster) || r.on(target)) || r.start.After(te) {
 			continue
 		}
-		if r.end.IsZero() {
-			return true
+		// When the source showed this token, or a later rotation's.
+		var shown time.Time
+		for _, later := range l.faults[i:] {
+			if later.kind != kindRotate || !slices.Equal(later.clusters, r.clusters) {
+				continue
+			}
+			if at, ok := l.shown[later.token]; ok && (shown.IsZero() || at.Before(shown)) {
+				shown = at
+			}
 		}
-		end := r.end
-		// Every other fault of the cluster or its source that overlaps the
-		// window pushes its end to that fault's end.
+		if shown.IsZero() {
+			return true // the source has not listed it yet
+		}
+		end := shown
 		for changed := true; changed; {
 			changed = false
 			for _, f := range l.faults {
-				if f == r || f.start.After(end.Add(rotationBound)) {
-					continue
-				}
-				onIt := f.on(cluster) || f.on(target) || f.kind == kindHubDown && origin == fromSecret
-				if !onIt || (!f.end.IsZero() && f.end.Before(r.start)) {
+				if !networkish(f.kind) || !(f.on(cluster) || f.on(target)) || f.start.After(end.Add(rotationBound)) ||
+					(!f.end.IsZero() && f.end.Before(r.start)) {
 					continue
 				}
 				if f.end.IsZero() {
@@ -356,6 +378,23 @@ func (l *ledger) rotationWindow(cluster string, ts, te time.Time) bool {
 		}
 	}
 	return false
+}
+
+// setToken records a rotation's new token.
+func (l *ledger) setToken(f *fault, token string) {
+	l.mu.Lock()
+	f.token = token
+	l.mu.Unlock()
+}
+
+// listed records that the service's source listed token (of some cluster)
+// at t, the first time it does.
+func (l *ledger) listed(token string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.shown[token]; !ok {
+		l.shown[token] = t
+	}
 }
 
 // activeFaults describes the faults that overlapped [ts, te], for a violation's details.

@@ -69,6 +69,24 @@ func (o observer) SyncDone(rep clusterregistry.SyncReport, err error) {
 	}
 }
 
+// recorder tells the ledger when the source it wraps first listed each
+// token: the moment a rotation "shows in the source" for this replica.
+type recorder struct {
+	clusterregistry.Watcher
+	led *ledger
+}
+
+func (r recorder) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
+	list, err := r.Watcher.List(ctx)
+	now := time.Now()
+	for _, c := range list {
+		if c.Config != nil && c.Config.BearerToken != "" {
+			r.led.listed(c.Config.BearerToken, now)
+		}
+	}
+	return list, err
+}
+
 func startService(w *world, id string, led *ledger) (*service, error) {
 	s := &service{id: id, led: led, runErr: make(chan error, 1)}
 	dir, err := kubeconfig.NewDir(w.dir)
@@ -95,7 +113,8 @@ func startService(w *world, id string, led *ledger) (*service, error) {
 		led.log(s.id + " " + line)
 	}, funcr.Options{Verbosity: 10})
 	builder := clusterregistry.ClientBuilder{QPS: 1000, Burst: 1000, RequestTimeout: 10 * time.Second}
-	s.syncer, err = clusterregistry.NewSyncer(compose.Merge(dir, secrets), builder,
+	src := compose.Merge(recorder{Watcher: dir, led: led}, recorder{Watcher: secrets, led: led})
+	s.syncer, err = clusterregistry.NewSyncer(src, builder,
 		clusterregistry.WithInterval(5*time.Second),
 		clusterregistry.WithBuildTimeout(5*time.Second),
 		clusterregistry.WithSourceTimeout(15*time.Second),
