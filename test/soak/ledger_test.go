@@ -42,6 +42,9 @@ const (
 	// which grows to 30s while the hub is down; a change written meanwhile
 	// shows in the source only then.
 	informerGrace = 45 * time.Second
+	// controlBound: a direct request to an API server, bypassing the proxy
+	// and the library, slower than this marks the server as overloaded.
+	controlBound = 3 * time.Second
 	// syncBound: one sync, whatever is black-holed: the build timeout (5s)
 	// and the source timeout of a hub that does not answer, plus margin.
 	syncBound = 30 * time.Second
@@ -97,6 +100,7 @@ type ledger struct {
 	recovery    map[string][]time.Duration
 	owners      map[string]map[string]bool
 	shown       map[string]time.Time // token → when the service's source first listed it
+	overloads   []*fault             // spans when a cluster's API server did not answer the control probe in time
 	oddities    []string             // samples of expected errors of no known cause
 	logSink     io.Writer            // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
 	events      int
@@ -190,7 +194,7 @@ func (l *ledger) request(via, cluster string, ts, te time.Time, err error) {
 		l.served[via]++
 		l.reqLat = append(l.reqLat, d)
 		l.mu.Unlock()
-		if d > requestBound && !l.disturbed(cluster, ts, te, networkish) {
+		if d > requestBound && !l.disturbed(cluster, ts, te, networkish) && !l.overloaded(cluster, ts, te) {
 			l.violation("slow-request", "%s %s took %s with no fault of its own (bound %s); faults meanwhile: %s",
 				via, cluster, d, requestBound, l.activeFaults(ts, te))
 		}
@@ -198,7 +202,11 @@ func (l *ledger) request(via, cluster string, ts, te time.Time, err error) {
 	}
 	l.checkText(via+" error", err.Error())
 	cause := classify(err)
-	if l.excused(cause, cluster, ts, te) {
+	if cause != causeNotFound && cause != causeNoClient && cause != causeStopped && cause != causeUnauthorized &&
+		!l.excused(cause, cluster, ts, te) && l.overloaded(cluster, ts, te) {
+		cause = "server-overloaded/" + cause
+	}
+	if strings.HasPrefix(cause, "server-overloaded/") || l.excused(cause, cluster, ts, te) {
 		l.mu.Lock()
 		l.expected[cause]++
 		if cause == causeOther && len(l.oddities) < 10 {
@@ -291,6 +299,31 @@ func (l *ledger) disturbed(cluster string, ts, te time.Time, match func(string) 
 			continue
 		}
 		if !f.start.After(te) && (f.end.IsZero() || !f.end.Add(netGrace).Before(ts)) {
+			return true
+		}
+	}
+	return false
+}
+
+// overload records that cluster's API server did not answer the control
+// probe (direct, with the harness's credential, bypassing the proxy and the
+// library) within controlBound, from ts to te.
+func (l *ledger) overload(cluster string, ts, te time.Time) {
+	l.mu.Lock()
+	l.overloads = append(l.overloads, &fault{kind: "overload", clusters: []string{cluster}, start: ts, end: te})
+	l.mu.Unlock()
+	l.log(fmt.Sprintf("control probe of %s slow or failed for %s", cluster, te.Sub(ts).Round(time.Millisecond)))
+}
+
+// overloaded reports whether the control probe of cluster (or of the API
+// server it points at) failed or was slow around [ts, te]: then the API
+// server itself, or the machine, did not answer, whatever the library did.
+func (l *ledger) overloaded(cluster string, ts, te time.Time) bool {
+	_, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.overloads {
+		if (f.on(cluster) || f.on(target)) && !f.start.After(te.Add(time.Second)) && !f.end.Before(ts.Add(-time.Second)) {
 			return true
 		}
 	}
@@ -486,6 +519,11 @@ func (l *ledger) report(w io.Writer, seed uint64, duration time.Duration, extra 
 		fmt.Fprintf(w, "  %-20s %d\n", k, l.served[k])
 	}
 	fmt.Fprintf(w, "events received: %d; texts checked for credentials: %d\n", l.events, l.credChecked)
+	var overloaded time.Duration
+	for _, f := range l.overloads {
+		overloaded += f.end.Sub(f.start)
+	}
+	fmt.Fprintf(w, "control probes slow or failed (server or machine overloaded): %d, %s in all\n", len(l.overloads), overloaded.Round(time.Second))
 	fmt.Fprintf(w, "errors, expected (caused by an active fault on that cluster):\n")
 	for _, k := range sortedKeys(l.expected) {
 		fmt.Fprintf(w, "  %-20s %d\n", k, l.expected[k])

@@ -119,6 +119,9 @@ func TestSoak(t *testing.T) {
 	in := &injector{w: w, led: led, svc: svc, rng: rand.New(rand.NewPCG(cfg.seed, 0)), maxActive: 4, busy: map[string]bool{}}
 	begin := time.Now()
 	load.Go(func() { progress(ctx, led, begin) })
+	for name, admin := range admins {
+		load.Go(func() { control(ctx, led, name, admin) })
+	}
 	in.run(ctx) // returns once every fault has healed
 	load.Wait()
 	hc.CloseIdleConnections()
@@ -331,5 +334,28 @@ func progress(ctx context.Context, led *ledger, begin time.Time) {
 		led.mu.Unlock()
 		fmt.Printf("soak: +%s faults %d, requests served %d, violations %d\n",
 			time.Since(begin).Round(time.Second), faults, served, led.totalViolations())
+	}
+}
+
+// control probes one cluster's API server once a second, directly with the
+// harness's own credential (no proxy, no library), and records in the
+// ledger every probe that fails or takes longer than controlBound: a
+// request of the library's that fails or is slow meanwhile is the server's
+// or the machine's doing (expected, counted as server-overloaded), not the
+// library's. A probe during an injected fault fails too; that changes nothing.
+func control(ctx context.Context, led *ledger, name string, admin kubernetes.Interface) {
+	for ctx.Err() == nil {
+		ts := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := admin.CoreV1().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		cancel()
+		te := time.Now()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || te.Sub(ts) > controlBound {
+			led.overload(name, ts, te)
+		}
+		sleep(ctx, time.Second)
 	}
 }
