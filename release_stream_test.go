@@ -60,7 +60,7 @@ func TestReleasedClientClosesHTTP2StreamConnection(t *testing.T) {
 		buf := make([]byte, 16)
 		_, err = resp.Body.Read(buf)
 		require.NoError(t, err)
-		cancel() // the worker stops...
+		cancel()                              // the worker stops...
 		require.NoError(t, resp.Body.Close()) // ...then stops its watch
 	}
 	builder.Release(client)
