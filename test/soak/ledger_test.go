@@ -38,10 +38,12 @@ const (
 	// request already in flight with the old client (10s).
 	rotationBound = 20 * time.Second
 	// informerGrace: after the hub is back, the Secret source's informer
-	// (client-go's reflector) lists and watches again after its backoff,
-	// which grows to 30s while the hub is down; a change written meanwhile
-	// shows in the source only then.
-	informerGrace = 45 * time.Second
+	// may still be stale: a watch whose connection was black-holed is found
+	// dead only by HTTP/2's health check (client-go: 30s without a frame,
+	// then a 15s ping), and client-go's reflector then lists and watches
+	// again after its backoff (up to 30s). A change written meanwhile shows
+	// in the source only then. (Measured: up to 58s in a 30-minute run.)
+	informerGrace = 90 * time.Second
 	// controlBound: a direct request to an API server, bypassing the proxy
 	// and the library, slower than this marks the server as overloaded.
 	controlBound = 3 * time.Second
