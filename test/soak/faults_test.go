@@ -356,7 +356,7 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 		return
 	}
 	added := time.Now()
-	for ctx.Err() == nil && time.Since(added) < time.Minute {
+	for ctx.Err() == nil && time.Since(added) < changeWait {
 		if _, ok := in.svc.reg.Snapshot().Cluster(e.name); ok {
 			d := time.Since(added)
 			in.led.recovered("cluster-added", d)
@@ -371,7 +371,7 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 		return
 	}
 	removed := time.Now()
-	for time.Since(removed) < time.Minute {
+	for time.Since(removed) < changeWait {
 		if _, ok := in.svc.reg.Snapshot().Cluster(e.name); !ok {
 			d := time.Since(removed)
 			in.led.recovered("cluster-removed", d)
@@ -380,8 +380,15 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	in.led.violation("not-removed", "%s still in the Registry a minute after it left its source", e.name)
+	in.led.violation("not-removed", "%s still in the Registry %s after it left its source; faults meanwhile: %s",
+		e.name, changeWait, in.led.activeFaults(removed, time.Now()))
 }
+
+// changeWait bounds the wait for an added or removed cluster to show. The
+// bound that counts is slowChange's; this one only ends the wait, and it is
+// above the hub's informerGrace (a change written during a hub outage shows
+// only after the informer's recovery).
+const changeWait = 3 * time.Minute
 
 // sleep waits for d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) {
