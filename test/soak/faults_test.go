@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -116,14 +115,13 @@ func (in *injector) start(ctx context.Context, kind string, m *localcluster.Clus
 		if kind == kindCorrupt {
 			want = fromSecret
 		}
-		if e.origin != want {
-			for _, n := range in.w.entryNames() {
-				if o := in.w.entry(n); o != nil && o.origin == want && slices.ContainsFunc(in.w.members, func(c *localcluster.Cluster) bool { return c.Name() == n }) {
-					e = o
-					break
-				}
+		var candidates []*entry
+		for _, c := range in.w.members {
+			if o := in.w.entry(c.Name()); o != nil && o.origin == want {
+				candidates = append(candidates, o)
 			}
 		}
+		e = candidates[param%len(candidates)]
 		res = []string{"entry/" + e.name}
 		if kind == kindRewrite {
 			body = func() { in.rewrite(e, 3+param%4, time.Duration(20+param%180)*time.Millisecond) }
