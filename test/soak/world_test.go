@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -120,17 +119,6 @@ func (w *world) entry(name string) *entry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.entries[name]
-}
-
-func (w *world) entryNames() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var names []string
-	for n := range w.entries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // renderKubeconfig renders e's kubeconfig, with token.
