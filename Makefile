@@ -8,7 +8,7 @@ export PATH := $(PATH):/usr/local/go/bin
 MODULES := . controllerruntime test examples source/sqlsource/sqltest
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: demo test test-unit test-e2e test-examples lint api-check api-baseline fuzz bench bench-controller
+.PHONY: demo test test-unit test-e2e test-examples lint api-check api-baseline fuzz bench bench-controller soak
 
 ## demo: start three local clusters and a dashboard, and change them while it runs
 demo:
@@ -28,6 +28,18 @@ test-unit:
 test-e2e:
 	cd test && $(GO) run ./cmd/localclusters -build-only
 	cd test && $(GO) test -race -count=1 -timeout=45m ./...
+
+## soak: one replica of a service against five local clusters and a hub under random,
+## overlapping faults for DURATION, every invariant checked all the time (test/soak).
+## SEED replays a run's fault schedule (empty: a fresh one, printed); REPORT=FILE
+## keeps the report. Fails on any violation.
+DURATION ?= 3m
+SEED ?=
+REPORT ?=
+soak:
+	cd test && $(GO) run ./cmd/localclusters -build-only
+	cd test && CLUSTERREGISTRY_SOAK_DURATION=$(DURATION) CLUSTERREGISTRY_SOAK_SEED=$(SEED) CLUSTERREGISTRY_SOAK_REPORT=$(abspath $(REPORT)) \
+		$(GO) test -race -count=1 -timeout=$(or $(TIMEOUT),2h) -run='^TestSoak$$' -v ./soak
 
 ## test-examples: the examples build, and their tests pass (the demo on local clusters; the
 ## dashboard in headless Chromium when CLUSTERREGISTRY_BROWSER_TEST=1)

@@ -457,14 +457,32 @@ func streaming(req *http.Request) bool {
 // check the other's mark after setting their own, so one of them closes.
 func (t *lazyTransport) ended() {
 	if t.inFlight.Add(-1) == 0 && t.released.Load() {
-		t.closeIdle()
+		t.closeReleased()
 	}
 }
 
 func (t *lazyTransport) release() {
 	t.released.Store(true)
 	if t.inFlight.Load() == 0 {
-		t.closeIdle()
+		t.closeReleased()
+	}
+}
+
+// releasedRecloses are the moments after the last request of a released
+// client ends at which its idle connections are closed again.
+var releasedRecloses = []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, time.Second}
+
+// closeReleased closes the idle connections of a released client now, and
+// again a moment later. HTTP/2's Body.Close returns before the stream has
+// left its connection when the request's context has already ended (as a
+// watch stopped after its worker's context), and a connection with a stream
+// is not idle: closed only once, it would stay open until the transport's
+// idle timeout (90s). The later passes are timers, not goroutines, and touch
+// only this client's own transport.
+func (t *lazyTransport) closeReleased() {
+	t.closeIdle()
+	for _, d := range releasedRecloses {
+		time.AfterFunc(d, t.closeIdle)
 	}
 }
 

@@ -1,0 +1,571 @@
+package soak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/clusterregistry/clusterregistry"
+)
+
+// Bounds of the invariants. The machine is shared and loaded (2 cores, five
+// API servers, etcd, the race detector and other engineers' builds), so each
+// is set well above what an idle machine shows, and stated here.
+const (
+	// getBound: a Get or Lease is an atomic load; beyond this, it waited.
+	getBound = 250 * time.Millisecond
+	// requestBound: a request to a cluster with no fault of its own.
+	requestBound = 10 * time.Second
+	// netGrace: after a path heals or a server is back, its clients may
+	// still fail for this long: fail-fast lets one request through every
+	// 5s, a probe every 2s closes the breaker, a failed build waits out its
+	// backoff (at most 5s), and requests already in flight time out (10s).
+	netGrace = 20 * time.Second
+	// rotationBound: once a new token is in the source (and nothing else
+	// stops the Syncer from seeing it and building with it), the Registry
+	// serves it within this bound: the Dir's poll (500ms) and settle
+	// (250ms) or the hub's watch, a sync, a build (timeout 5s), and a
+	// request already in flight with the old client (10s).
+	rotationBound = 20 * time.Second
+	// informerGrace: after the hub is back, the Secret source's informer
+	// may still be stale: a watch whose connection was black-holed is found
+	// dead only by HTTP/2's health check (client-go: 30s without a frame,
+	// then a 15s ping), and client-go's reflector then lists and watches
+	// again after its backoff (up to 30s). A change written meanwhile shows
+	// in the source only then. (Measured: up to 58s in a 30-minute run.)
+	informerGrace = 90 * time.Second
+	// controlBound: a direct request to an API server, bypassing the proxy
+	// and the library, slower than this marks the server as overloaded.
+	controlBound = 3 * time.Second
+	// syncBound: one sync, whatever is black-holed: the build timeout (5s)
+	// and the source timeout of a hub that does not answer, plus margin.
+	syncBound = 30 * time.Second
+)
+
+// fault is one injected fault: kind, the clusters it disturbs, and when.
+type fault struct {
+	kind     string
+	clusters []string
+	start    time.Time
+	end      time.Time // zero while it is active; for a rotation, when the new token was written
+	detail   string
+	token    string // a rotation's new token
+}
+
+func (f *fault) on(cluster string) bool { return slices.Contains(f.clusters, cluster) }
+
+// Fault kinds, and the classes of error each one may cause on its clusters.
+const (
+	kindBlackHole = "black-hole"
+	kindDelay     = "delay"
+	kindRefuse    = "refuse"
+	kindKill      = "kill-restart"
+	kindRotate    = "rotate-token"
+	kindRewrite   = "rewrite-kubeconfig"
+	kindCorrupt   = "corrupt-secret"
+	kindHubDown   = "hub-down"
+	kindAddRemove = "add-remove-cluster"
+)
+
+func networkish(kind string) bool {
+	return kind == kindBlackHole || kind == kindDelay || kind == kindRefuse || kind == kindKill
+}
+
+// ledger records everything the soak sees: faults, requests, latencies,
+// errors by cause, violations, recoveries, and which replica serves which
+// cluster. Its methods are safe for concurrent use.
+type ledger struct {
+	creds *credentials
+	begin time.Time
+	// origin maps a cluster to the names the source it lives in: the
+	// hub's faults disturb the clusters listed from Secrets.
+	originOf func(cluster string) (origin, target string)
+
+	mu          sync.Mutex // protects everything below
+	faults      []*fault
+	served      map[string]int
+	expected    map[string]int
+	violations  map[string]int
+	samples     []string
+	getLat      []time.Duration
+	reqLat      []time.Duration
+	recovery    map[string][]time.Duration
+	owners      map[string]map[string]bool
+	shown       map[string]time.Time // token → when the service's source first listed it
+	overloads   []*fault             // spans when a cluster's API server did not answer the control probe in time
+	oddities    []string             // samples of expected errors of no known cause
+	logSink     io.Writer            // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
+	events      int
+	credChecked int
+}
+
+func newLedger(creds *credentials, originOf func(string) (string, string)) *ledger {
+	return &ledger{
+		creds: creds, begin: time.Now(), originOf: originOf,
+		served: map[string]int{}, expected: map[string]int{}, violations: map[string]int{},
+		recovery: map[string][]time.Duration{}, owners: map[string]map[string]bool{},
+		shown: map[string]time.Time{},
+	}
+}
+
+// startFault records a fault that begins now and returns it, to end it with endFault.
+func (l *ledger) startFault(kind string, clusters []string, detail string) *fault {
+	f := &fault{kind: kind, clusters: clusters, start: time.Now(), detail: detail}
+	l.mu.Lock()
+	l.faults = append(l.faults, f)
+	l.mu.Unlock()
+	l.log(fmt.Sprintf("fault %s %v %s begins", kind, clusters, detail))
+	return f
+}
+
+func (l *ledger) endFault(f *fault) {
+	l.mu.Lock()
+	first := f.end.IsZero()
+	if first {
+		f.end = time.Now()
+	}
+	l.mu.Unlock()
+	if first {
+		l.log(fmt.Sprintf("fault %s %v ends", f.kind, f.clusters))
+	}
+}
+
+// log writes a line to the log sink, if any, with the time since the start.
+func (l *ledger) log(line string) {
+	line = l.creds.redact(line)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logSink != nil {
+		fmt.Fprintf(l.logSink, "+%s %s\n", time.Since(l.begin).Round(time.Millisecond), line)
+	}
+}
+
+func (l *ledger) recovered(kind string, d time.Duration) {
+	l.mu.Lock()
+	l.recovery[kind] = append(l.recovery[kind], d)
+	l.mu.Unlock()
+}
+
+func (l *ledger) violation(class, format string, args ...any) {
+	// Redacted: the details quote errors, which must not spread a leak further.
+	msg := l.creds.redact(fmt.Sprintf("%s +%s: %s", class, time.Since(l.begin).Round(time.Millisecond), fmt.Sprintf(format, args...)))
+	l.log("VIOLATION " + msg)
+	l.mu.Lock()
+	l.violations[class]++
+	if l.violations[class] <= 50 { // each class keeps its first details, so one burst hides no other
+		l.samples = append(l.samples, msg)
+	}
+	l.mu.Unlock()
+}
+
+// checkText counts a violation if s quotes a known credential.
+func (l *ledger) checkText(where, s string) {
+	l.mu.Lock()
+	l.credChecked++
+	l.mu.Unlock()
+	if cred := l.creds.find(s); cred != "" {
+		l.violation("credential-leak", "%s quotes a credential (…%s): %.300s", where, cred[max(0, len(cred)-6):], strings.ReplaceAll(s, cred, "<REDACTED>"))
+	}
+}
+
+func (l *ledger) get(d time.Duration, cluster string) {
+	l.mu.Lock()
+	l.getLat = append(l.getLat, d)
+	l.mu.Unlock()
+	if d > getBound {
+		l.violation("slow-get", "%s: Get or Lease took %s (bound %s)", cluster, d, getBound)
+	}
+}
+
+// request records the outcome of one request to cluster, made by via
+// (client, http, worker, build), from ts to te.
+func (l *ledger) request(via, cluster string, ts, te time.Time, err error) {
+	d := te.Sub(ts)
+	if err == nil {
+		l.mu.Lock()
+		l.served[via]++
+		l.reqLat = append(l.reqLat, d)
+		l.mu.Unlock()
+		if d > requestBound && !l.disturbed(cluster, ts, te, networkish) && !l.overloaded(cluster, ts, te) {
+			l.violation("slow-request", "%s %s took %s with no fault of its own (bound %s); faults meanwhile: %s",
+				via, cluster, d, requestBound, l.activeFaults(ts, te))
+		}
+		return
+	}
+	l.checkText(via+" error", err.Error())
+	cause := classify(err)
+	if cause != causeNotFound && cause != causeNoClient && cause != causeStopped && cause != causeUnauthorized &&
+		!l.excused(cause, cluster, ts, te) && l.overloaded(cluster, ts, te) {
+		cause = "server-overloaded/" + cause
+	}
+	if strings.HasPrefix(cause, "server-overloaded/") || l.excused(cause, cluster, ts, te) {
+		l.mu.Lock()
+		l.expected[cause]++
+		if cause == causeOther && len(l.oddities) < 10 {
+			l.oddities = append(l.oddities, l.creds.redact(fmt.Sprintf("%s %s: %.300v", via, cluster, err)))
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.violation("request-failed", "%s %s (%s, %s): %v; faults meanwhile: %s",
+		via, cluster, cause, d.Round(time.Millisecond), err, l.activeFaults(ts, te))
+}
+
+// Causes of a failed request.
+const (
+	causeNotFound     = "not-found"
+	causeNoClient     = "no-client"
+	causeStopped      = "stopped"
+	causeUnauthorized = "unauthorized"
+	causeUnreachable  = "fail-fast"
+	causeTimeout      = "timeout"
+	causeRefused      = "refused"
+	causeClosed       = "connection-closed"
+	causeServer       = "server-error"
+	causeOther        = "other"
+)
+
+func classify(err error) string {
+	var cerr *clusterregistry.ClusterError
+	var nerr net.Error
+	switch {
+	case errors.Is(err, clusterregistry.ErrClusterNotFound):
+		return causeNotFound
+	case errors.Is(err, clusterregistry.ErrStopped):
+		return causeStopped
+	case errors.As(err, &cerr):
+		return causeNoClient
+	case apierrors.IsUnauthorized(err):
+		return causeUnauthorized
+	case errors.Is(err, clusterregistry.ErrUnreachable):
+		return causeUnreachable
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return causeRefused
+	case errors.Is(err, context.DeadlineExceeded), apierrors.IsTimeout(err), apierrors.IsServerTimeout(err),
+		errors.As(err, &nerr) && nerr.Timeout(), strings.Contains(err.Error(), "Client.Timeout"):
+		return causeTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, net.ErrClosed), strings.Contains(err.Error(), "connection reset"),
+		strings.Contains(err.Error(), "client connection lost"), strings.Contains(err.Error(), "server closed"),
+		strings.Contains(err.Error(), "broken pipe"):
+		return causeClosed
+	case apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err), apierrors.IsTooManyRequests(err),
+		apierrors.IsUnexpectedServerError(err):
+		return causeServer
+	}
+	return causeOther
+}
+
+// excused says whether a request to cluster from ts to te that failed with
+// cause is explained by a fault: the expected errors.
+//   - not-found, no-client, stopped: never. Every cluster the soak reads
+//     stays in its source from the moment it first had a client.
+//   - unauthorized: a token rotation of the cluster, from its start until
+//     rotationBound after the service's source first listed the new token
+//     (a hub that is down, or an informer that has not caught up yet, holds
+//     that back), or after the end of any fault of the cluster's API server
+//     that overlapped it (a black hole, say, during which the new client
+//     cannot be built); a killed API server (which may refuse tokens while
+//     it starts).
+//   - anything else (timeouts, refused, closed connections, fail-fast, 5xx):
+//     a black hole, delay, refusal or kill of the cluster, until netGrace
+//     after it ended.
+func (l *ledger) excused(cause, cluster string, ts, te time.Time) bool {
+	switch cause {
+	case causeNotFound, causeNoClient, causeStopped:
+		return false
+	case causeUnauthorized:
+		return l.rotationWindow(cluster, ts, te) || l.disturbed(cluster, ts, te, func(k string) bool { return k == kindKill })
+	}
+	return l.disturbed(cluster, ts, te, networkish)
+}
+
+// disturbed reports whether a fault of a kind that match accepts was on
+// cluster at some point of [ts-netGrace, te].
+func (l *ledger) disturbed(cluster string, ts, te time.Time, match func(string) bool) bool {
+	_, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.faults {
+		if !match(f.kind) || !(f.on(cluster) || f.on(target)) {
+			continue
+		}
+		if !f.start.After(te) && (f.end.IsZero() || !f.end.Add(netGrace).Before(ts)) {
+			return true
+		}
+	}
+	return false
+}
+
+// overload records that cluster's API server did not answer the control
+// probe (direct, with the harness's credential, bypassing the proxy and the
+// library) within controlBound, from ts to te.
+func (l *ledger) overload(cluster string, ts, te time.Time) {
+	l.mu.Lock()
+	l.overloads = append(l.overloads, &fault{kind: "overload", clusters: []string{cluster}, start: ts, end: te})
+	l.mu.Unlock()
+	l.log(fmt.Sprintf("control probe of %s slow or failed for %s", cluster, te.Sub(ts).Round(time.Millisecond)))
+}
+
+// overloaded reports whether the control probe of cluster (or of the API
+// server it points at) failed or was slow around [ts, te]: then the API
+// server itself, or the machine, did not answer, whatever the library did.
+func (l *ledger) overloaded(cluster string, ts, te time.Time) bool {
+	_, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.overloads {
+		if (f.on(cluster) || f.on(target)) && !f.start.After(te.Add(time.Second)) && !f.end.Before(ts.Add(-time.Second)) {
+			return true
+		}
+	}
+	return false
+}
+
+// quiet reports whether no fault but those that skip accepts touched
+// cluster (or the API server it points at, or, for a cluster listed from
+// Secrets, the hub) during [ts-netGrace, te].
+func (l *ledger) quiet(cluster string, ts, te time.Time, skip func(*fault) bool) bool {
+	origin, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.faults {
+		if skip(f) || !(f.on(cluster) || f.on(target) || f.kind == kindHubDown && origin == fromSecret) {
+			continue
+		}
+		grace := netGrace
+		if f.kind == kindHubDown {
+			grace = informerGrace
+		}
+		if !f.start.After(te) && (f.end.IsZero() || !f.end.Add(grace).Before(ts)) {
+			return false
+		}
+	}
+	return true
+}
+
+// slowChange counts a violation if a change of cluster's entry, written at
+// since, took d > rotationBound to reach the Registry although nothing
+// touched the cluster or its source meanwhile: something else held it up,
+// such as another cluster's black hole.
+func (l *ledger) slowChange(what, cluster string, self *fault, since time.Time, d time.Duration) {
+	if d <= rotationBound || !l.quiet(cluster, since, since.Add(d), func(f *fault) bool { return f == self }) {
+		return
+	}
+	l.violation("slow-change", "%s of %s took %s to reach the Registry (bound %s) with no fault of its own; faults meanwhile: %s",
+		what, cluster, d.Round(time.Millisecond), rotationBound, l.activeFaults(since, since.Add(d)))
+}
+
+// rotationWindow reports whether [ts, te] falls in the window of a rotation
+// of cluster (see excused): from its start until rotationBound after the
+// service's source first listed the new token (or a later one), pushed back
+// to the end of any fault of the cluster's API server (black hole, delay,
+// refusal, kill) that overlaps it, since no client can be built then.
+func (l *ledger) rotationWindow(cluster string, ts, te time.Time) bool {
+	_, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, r := range l.faults {
+		if r.kind != kindRotate || !(r.on(cluster) || r.on(target)) || r.start.After(te) {
+			continue
+		}
+		// When the source showed this token, or a later rotation's.
+		var shown time.Time
+		for _, later := range l.faults[i:] {
+			if later.kind != kindRotate || !slices.Equal(later.clusters, r.clusters) {
+				continue
+			}
+			if at, ok := l.shown[later.token]; ok && (shown.IsZero() || at.Before(shown)) {
+				shown = at
+			}
+		}
+		if shown.IsZero() {
+			return true // the source has not listed it yet
+		}
+		end := shown
+		for changed := true; changed; {
+			changed = false
+			for _, f := range l.faults {
+				if !networkish(f.kind) || !(f.on(cluster) || f.on(target)) || f.start.After(end.Add(rotationBound)) ||
+					(!f.end.IsZero() && f.end.Before(r.start)) {
+					continue
+				}
+				if f.end.IsZero() {
+					return true
+				}
+				if f.end.After(end) {
+					end, changed = f.end, true
+				}
+			}
+		}
+		if !end.Add(rotationBound).Before(ts) {
+			return true
+		}
+	}
+	return false
+}
+
+// setToken records a rotation's new token.
+func (l *ledger) setToken(f *fault, token string) {
+	l.mu.Lock()
+	f.token = token
+	l.mu.Unlock()
+}
+
+// listed records that the service's source listed token (of some cluster)
+// at t, the first time it does.
+func (l *ledger) listed(token string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.shown[token]; !ok {
+		l.shown[token] = t
+	}
+}
+
+// activeFaults describes the faults that overlapped [ts, te], for a violation's details.
+func (l *ledger) activeFaults(ts, te time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, f := range l.faults {
+		if f.start.After(te) || (!f.end.IsZero() && f.end.Add(netGrace).Before(ts)) {
+			continue
+		}
+		end := "active"
+		if !f.end.IsZero() {
+			end = "ended +" + f.end.Sub(l.begin).Round(time.Millisecond).String()
+		}
+		out = append(out, fmt.Sprintf("%s%v(+%s, %s)", f.kind, f.clusters, f.start.Sub(l.begin).Round(time.Millisecond), end))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, " ")
+}
+
+// own records that replica serves cluster (or no longer does), and counts
+// a violation if another replica serves it too.
+func (l *ledger) own(replica, cluster string, serving bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.owners[cluster] == nil {
+		l.owners[cluster] = map[string]bool{}
+	}
+	if !serving {
+		delete(l.owners[cluster], replica)
+		return
+	}
+	l.owners[cluster][replica] = true
+	if n := len(l.owners[cluster]); n > 1 {
+		l.violations["owned-twice"]++
+		l.samples = append(l.samples, fmt.Sprintf("owned-twice: %s by %d replicas", cluster, n))
+	}
+}
+
+func (l *ledger) event() {
+	l.mu.Lock()
+	l.events++
+	l.mu.Unlock()
+}
+
+func (l *ledger) totalViolations() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, v := range l.violations {
+		n += v
+	}
+	return n
+}
+
+func percentiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "n=0"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	p := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return fmt.Sprintf("n=%d p50=%s p90=%s p99=%s p99.9=%s max=%s", len(s),
+		p(0.5), p(0.9), p(0.99), p(0.999), s[len(s)-1])
+}
+
+// report writes the soak's report.
+func (l *ledger) report(w io.Writer, seed uint64, duration time.Duration, extra []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(w, "SOAK REPORT seed=%d duration=%s (replay: make soak SEED=%d DURATION=%s)\n", seed, duration, seed, duration)
+	kinds := map[string]int{}
+	for _, f := range l.faults {
+		kinds[f.kind]++
+	}
+	fmt.Fprintf(w, "faults injected: %d\n", len(l.faults))
+	for _, k := range sortedKeys(kinds) {
+		fmt.Fprintf(w, "  %-20s %d\n", k, kinds[k])
+	}
+	total := 0
+	for _, n := range l.served {
+		total += n
+	}
+	fmt.Fprintf(w, "requests served: %d\n", total)
+	for _, k := range sortedKeys(l.served) {
+		fmt.Fprintf(w, "  %-20s %d\n", k, l.served[k])
+	}
+	fmt.Fprintf(w, "events received: %d; texts checked for credentials: %d\n", l.events, l.credChecked)
+	var overloaded time.Duration
+	for _, f := range l.overloads {
+		overloaded += f.end.Sub(f.start)
+	}
+	fmt.Fprintf(w, "control probes slow or failed (server or machine overloaded): %d, %s in all\n", len(l.overloads), overloaded.Round(time.Second))
+	fmt.Fprintf(w, "errors, expected (caused by an active fault on that cluster):\n")
+	for _, k := range sortedKeys(l.expected) {
+		fmt.Fprintf(w, "  %-20s %d\n", k, l.expected[k])
+	}
+	nv := 0
+	for _, n := range l.violations {
+		nv += n
+	}
+	fmt.Fprintf(w, "violations: %d\n", nv)
+	for _, k := range sortedKeys(l.violations) {
+		fmt.Fprintf(w, "  %-20s %d\n", k, l.violations[k])
+	}
+	fmt.Fprintf(w, "latency of Get/Lease: %s\n", percentiles(l.getLat))
+	fmt.Fprintf(w, "latency of successful requests: %s\n", percentiles(l.reqLat))
+	fmt.Fprintf(w, "recovery time per fault kind:\n")
+	for _, k := range sortedKeys(l.recovery) {
+		fmt.Fprintf(w, "  %-20s %s\n", k, percentiles(l.recovery[k]))
+	}
+	for _, e := range extra {
+		fmt.Fprintln(w, e)
+	}
+	if len(l.oddities) > 0 {
+		fmt.Fprintf(w, "expected errors of cause %q (samples):\n", causeOther)
+		for _, s := range l.oddities {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	if len(l.samples) > 0 {
+		fmt.Fprintf(w, "violation details (the first 50 of each class):\n")
+		for _, s := range l.samples {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

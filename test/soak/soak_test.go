@@ -1,0 +1,361 @@
+package soak
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/clusterregistry/clusterregistry/test/localcluster"
+)
+
+const (
+	members = 5 // member clusters; one more is the hub
+	readers = 6 // goroutines that hammer Get, Lease and the HTTP server
+)
+
+// TestSoak runs one replica of a service against five member clusters and a
+// hub under random overlapping faults for -soak.duration, checks every
+// invariant the whole time, and prints the report. It fails on any
+// violation, and when goroutines, connections or the API servers' watches
+// are not back at their baseline after the replica stops.
+func TestSoak(t *testing.T) {
+	cfg, err := loadSettings()
+	require.NoError(t, err)
+	if cfg.duration <= 0 {
+		t.Skip("the soak runs when -soak.duration or CLUSTERREGISTRY_SOAK_DURATION is set (make soak)")
+	}
+	fmt.Printf("soak: seed %d, duration %s (replay: make soak SEED=%d DURATION=%s)\n", cfg.seed, cfg.duration, cfg.seed, cfg.duration)
+
+	env := localcluster.StartT(t, members+1)
+	all := env.Clusters()
+	hub, memberClusters := all[members], all[:members]
+	creds := &credentials{}
+	w, err := newWorld(t.Context(), env, memberClusters, hub, creds)
+	require.NoError(t, err)
+	originOf := func(cluster string) (string, string) {
+		if e := w.entry(cluster); e != nil {
+			return e.origin, e.target.Name()
+		}
+		return "", cluster
+	}
+	led := newLedger(creds, originOf)
+	if cfg.report != "" {
+		// Beside the report: the Syncer's log and the fault history, one timeline.
+		f, err := os.Create(cfg.report + ".log")
+		require.NoError(t, err)
+		defer f.Close()
+		led.logSink = f
+	}
+	proxies := map[string]string{}
+	for _, c := range all {
+		u, err := url.Parse(c.Server())
+		require.NoError(t, err)
+		proxies[u.Port()] = c.Name()
+	}
+	admins := map[string]kubernetes.Interface{}
+	for _, c := range all {
+		admins[c.Name()], err = w.adminClient(c)
+		require.NoError(t, err)
+	}
+	defer w.closeIdle()
+
+	// Baselines, before the replica starts.
+	baseWatches := watches(t, admins)
+	baseTCP, _ := proxyTCP(proxies)
+	baseFDs := countFDs()
+	ignoreBefore := goleak.IgnoreCurrent()
+	baseGoroutines := runtime.NumGoroutine()
+
+	svc, err := startService(w, "replica-0", led)
+	require.NoError(t, err)
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = svc.stop()
+		}
+	}()
+	// Every member serves before the readers start: from here on, each one
+	// stays in its source, so "not found" is always a violation.
+	require.Eventually(t, func() bool {
+		snap := svc.reg.Snapshot()
+		for _, m := range memberClusters {
+			if info, ok := snap.Cluster(m.Name()); !ok || !info.Serving || info.Err != nil {
+				return false
+			}
+		}
+		return true
+	}, 2*time.Minute, 50*time.Millisecond, "every member serves")
+
+	ctx, cancel := context.WithTimeout(t.Context(), cfg.duration)
+	defer cancel()
+	var load sync.WaitGroup
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
+	for i := range readers {
+		rng := rand.New(rand.NewPCG(cfg.seed, uint64(i)+1))
+		load.Go(func() {
+			for ctx.Err() == nil {
+				svc.read(ctx, memberClusters[rng.IntN(len(memberClusters))].Name(), rng.IntN(3), hc)
+				sleep(ctx, time.Duration(10+rng.IntN(40))*time.Millisecond)
+			}
+		})
+	}
+	in := &injector{w: w, led: led, svc: svc, rng: rand.New(rand.NewPCG(cfg.seed, 0)), maxActive: 4, busy: map[string]bool{}}
+	begin := time.Now()
+	load.Go(func() { progress(ctx, led, begin) })
+	for name, admin := range admins {
+		load.Go(func() { control(ctx, led, name, admin) })
+	}
+	in.run(ctx) // returns once every fault has healed
+	load.Wait()
+	hc.CloseIdleConnections()
+	ran := time.Since(begin)
+
+	// Healed, everything serves again, with the token its source holds.
+	settle := time.Now()
+	var lagging []string
+	for time.Since(settle) < 2*time.Minute {
+		lagging = lagging[:0]
+		snap := svc.reg.Snapshot()
+		for _, m := range memberClusters {
+			info, ok := snap.Cluster(m.Name())
+			c, err := snap.Get(m.Name())
+			if !ok || info.Err != nil || err != nil || c.Config().BearerToken != w.entry(m.Name()).token {
+				lagging = append(lagging, m.Name())
+			}
+		}
+		if len(lagging) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(lagging) > 0 {
+		led.violation("no-recovery", "two minutes after the last fault healed, %v still lag their source", lagging)
+	}
+	stopped = true
+	if err := svc.stop(); err != nil {
+		led.violation("stop", "%v", err)
+	}
+
+	// Back to baseline: the API servers' watches, the connections through
+	// the proxies, goroutines.
+	var extra []string
+	var nowWatches map[string]int
+	var nowTCP int
+	var tcpDetails []string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		w.closeIdle()
+		utilnet.CloseIdleConnectionsFor(svc.hubHTTP.Transport)
+		nowWatches = watches(t, admins)
+		nowTCP, tcpDetails = proxyTCP(proxies)
+		if fmt.Sprint(nowWatches) == fmt.Sprint(baseWatches) && nowTCP <= baseTCP || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	extra = append(extra, fmt.Sprintf("watches of ConfigMaps and Secrets served by the API servers: before %v, after %v", baseWatches, nowWatches))
+	if fmt.Sprint(nowWatches) != fmt.Sprint(baseWatches) {
+		led.violation("leak", "API-server watches before %v, after %v", baseWatches, nowWatches)
+	}
+	extra = append(extra, fmt.Sprintf("TCP connections through the proxies: before %d, after %d", baseTCP, nowTCP))
+	if nowTCP > baseTCP {
+		// Who holds them: every goroutine's stack, for the record.
+		if f, err := os.CreateTemp("", "soak-goroutines-*.txt"); err == nil {
+			_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+			_ = f.Close()
+			extra = append(extra, "goroutine stacks at the connection leak: "+f.Name())
+		}
+		led.violation("leak", "TCP connections through the proxies: before %d, after %d: %s", baseTCP, nowTCP, strings.Join(tcpDetails, ", "))
+	}
+	var leakErr error
+	for range 100 {
+		w.closeIdle()
+		if leakErr = goleak.Find(append(leakOptions(), ignoreBefore,
+			// The harness's own: the waiter of a restarted API server, the
+			// accept loop of a proxy that listens again after a refusal.
+			// (The proxies' connections are counted above.)
+			goleak.IgnoreAnyFunction("github.com/clusterregistry/clusterregistry/test/localcluster.startProcess.func1"),
+			goleak.IgnoreAnyFunction("github.com/clusterregistry/clusterregistry/test/localcluster.(*Proxy).acceptLoop"),
+			// Idle connections of the harness's own admin transports.
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
+		)...); leakErr == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	extra = append(extra, fmt.Sprintf("goroutines: before %d, after %d; file descriptors: before %d, after %d (the harness's direct admin connections included)",
+		baseGoroutines, runtime.NumGoroutine(), baseFDs, countFDs()))
+	if leakErr != nil {
+		led.violation("leak", "goroutines left by the replica: %v", leakErr)
+	}
+	extra = append(extra, fmt.Sprintf("log lines of the Syncer checked: %d; ran %s with faults", svc.logLines.Load(), ran.Round(time.Second)))
+	in.mu.Lock()
+	for _, h := range in.harness {
+		extra = append(extra, "harness failure (not the library's): "+h)
+	}
+	harness := len(in.harness)
+	in.mu.Unlock()
+
+	var buf bytes.Buffer
+	led.report(&buf, cfg.seed, cfg.duration, extra)
+	fmt.Print(buf.String())
+	if cfg.report != "" {
+		require.NoError(t, os.WriteFile(cfg.report, buf.Bytes(), 0o644))
+	}
+	if n := led.totalViolations(); n > 0 {
+		t.Errorf("%d violations (seed %d); see the report above", n, cfg.seed)
+	}
+	if harness > 0 {
+		t.Errorf("%d harness failures (seed %d); see the report above", harness, cfg.seed)
+	}
+}
+
+// watches returns, per cluster, how many watches of ConfigMaps and of
+// Secrets in one namespace its API server serves (apiserver_longrunning_requests,
+// read with the harness's own credential); the API server's own informers
+// watch across namespaces and do not count. -1 when the metrics cannot be read.
+func watches(t *testing.T, admins map[string]kubernetes.Interface) map[string]int {
+	out := map[string]int{}
+	for name, admin := range admins {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		raw, err := admin.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		cancel()
+		if err != nil {
+			out[name] = -1
+			continue
+		}
+		n := 0
+		sc := bufio.NewScanner(bytes.NewReader(raw))
+		sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `scope="namespace"`) ||
+				!strings.Contains(line, `verb="WATCH`) ||
+				!(strings.Contains(line, `resource="secrets"`) || strings.Contains(line, `resource="configmaps"`)) {
+				continue
+			}
+			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				n += int(v)
+			}
+		}
+		out[name] = n
+	}
+	return out
+}
+
+func countFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}
+
+// proxyTCP counts this process's TCP connections to or from a cluster's
+// proxy: the service's connections and the proxies' own ends of them. The
+// harness's admin clients go to the API servers directly and do not count.
+// It returns the count and a description of each.
+func proxyTCP(ports map[string]string) (int, []string) {
+	inodes := map[string]bool{}
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		link, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	n := 0
+	var details []string
+	for _, table := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		f, err := os.Open(table)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Scan() // header
+		for sc.Scan() {
+			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+			fields := strings.Fields(sc.Text())
+			if len(fields) <= 9 || fields[3] == "0A" || !inodes[fields[9]] { // 0A: LISTEN
+				continue
+			}
+			local, remote := hexPort(fields[1]), hexPort(fields[2])
+			if c := ports[local] + ports[remote]; c != "" {
+				n++
+				details = append(details, fmt.Sprintf("%s %s→%s state %s", c, local, remote, fields[3]))
+			}
+		}
+		_ = f.Close()
+	}
+	return n, details
+}
+
+// hexPort turns the ADDR:PORT of /proc/net/tcp (port in hex) into a decimal port.
+func hexPort(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	p, err := strconv.ParseUint(addr[i+1:], 16, 16)
+	if err != nil {
+		return ""
+	}
+	return strconv.FormatUint(p, 10)
+}
+
+// progress prints a line every 30 seconds, so a long soak shows it is alive.
+func progress(ctx context.Context, led *ledger, begin time.Time) {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		led.mu.Lock()
+		served, faults := 0, len(led.faults)
+		for _, n := range led.served {
+			served += n
+		}
+		led.mu.Unlock()
+		fmt.Printf("soak: +%s faults %d, requests served %d, violations %d\n",
+			time.Since(begin).Round(time.Second), faults, served, led.totalViolations())
+	}
+}
+
+// control probes one cluster's API server once a second, directly with the
+// harness's own credential (no proxy, no library), and records in the
+// ledger every probe that fails or takes longer than controlBound: a
+// request of the library's that fails or is slow meanwhile is the server's
+// or the machine's doing (expected, counted as server-overloaded), not the
+// library's. A probe during an injected fault fails too; that changes nothing.
+func control(ctx context.Context, led *ledger, name string, admin kubernetes.Interface) {
+	for ctx.Err() == nil {
+		ts := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := admin.CoreV1().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		cancel()
+		te := time.Now()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || te.Sub(ts) > controlBound {
+			led.overload(name, ts, te)
+		}
+		sleep(ctx, time.Second)
+	}
+}
