@@ -9,18 +9,26 @@ import (
 	"strings"
 )
 
-// A Replica is one member of a view: a replica's identity and its weight.
+// A Replica is one member of a view: a replica's identity, its weight, and
+// its incarnation.
 type Replica struct {
 	Identity string
 	Weight   int
+	// Incarnation names one unbroken tenure of the identity: the process
+	// (its instance) and how many times that process has lost its Lease.
+	// It counts in the view's ID but not in ownership, so that a view after
+	// a replica lost and renewed its Lease is never taken for the view
+	// before, whose settlements no longer hold.
+	Incarnation string
 }
 
 // A View is the set of live replicas that one replica sees, sorted by
 // identity. Every replica that sees the same replicas with the same weights
-// computes the same owner for every cluster.
+// computes the same owner for every cluster; incarnations change only the ID.
 type View struct {
 	Replicas []Replica
-	// ID names the view: a hash of its replicas and weights. Replicas publish
+	// ID names the view: a hash of its replicas, their weights and
+	// incarnations. Replicas publish
 	// the ID of the view they have settled on in their Leases.
 	ID string
 
@@ -40,6 +48,8 @@ func NewView(replicas ...Replica) View {
 		h.Write([]byte(rs[i].Identity))
 		h.Write([]byte{0})
 		h.Write([]byte(strconv.Itoa(rs[i].Weight)))
+		h.Write([]byte{0})
+		h.Write([]byte(rs[i].Incarnation))
 		h.Write([]byte{0})
 		seeds[i] = hashString(rs[i].Identity)
 	}

@@ -29,19 +29,30 @@ const (
 	WeightAnnotation = "shard.clusterregistry.io/weight"
 	// InstanceAnnotation tells two processes of one identity apart.
 	InstanceAnnotation = "shard.clusterregistry.io/instance"
+	// TermAnnotation counts the times the process lost its Lease (could
+	// not renew it within RenewDeadline). With the instance it is the
+	// replica's incarnation, which the view IDs include: a settlement
+	// written before a replica lost its Lease never counts after.
+	TermAnnotation = "shard.clusterregistry.io/term"
 )
 
 // record is what one replica's Lease says.
 type record struct {
 	name, identity string // of the Lease, of its holder
-	instance       string
+	instance, term string
 	weight         int
 	settled, view  string
 	duration       time.Duration
 	// version changes with every write of the Lease: its resourceVersion
 	// and renew time.
 	version string
+	// rv is the resourceVersion alone: a record older than one already
+	// known (a lagging watch after a fresh read) is ignored.
+	rv string
 }
+
+// incarnation is the replica's incarnation in a view.
+func (r record) incarnation() string { return r.instance + "/" + r.term }
 
 // parseLease reads a peer's Lease; ok is false for a Lease that is not a
 // replica's (no holder).
@@ -53,10 +64,12 @@ func parseLease(l *coordv1.Lease) (r record, ok bool) {
 		name:     l.Name,
 		identity: *l.Spec.HolderIdentity,
 		instance: l.Annotations[InstanceAnnotation],
+		term:     l.Annotations[TermAnnotation],
 		settled:  l.Annotations[SettledAnnotation],
 		view:     l.Annotations[ViewAnnotation],
 		weight:   DefaultWeight,
 		version:  l.ResourceVersion,
+		rv:       l.ResourceVersion,
 	}
 	if l.Spec.RenewTime != nil {
 		r.version += "/" + l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
@@ -73,6 +86,7 @@ func parseLease(l *coordv1.Lease) (r record, ok bool) {
 // desired is what this replica writes into its Lease.
 type desired struct {
 	settled, view, replicas string
+	term                    int
 }
 
 // writeLease creates or renews this replica's Lease with d, and returns the
@@ -141,6 +155,7 @@ func (m *Member) fill(l *coordv1.Lease, d desired, now metav1.MicroTime) {
 		l.Annotations = map[string]string{}
 	}
 	l.Annotations[InstanceAnnotation] = m.instance
+	l.Annotations[TermAnnotation] = strconv.Itoa(d.term)
 	l.Annotations[WeightAnnotation] = strconv.Itoa(c.Weight)
 	l.Annotations[SettledAnnotation] = d.settled
 	l.Annotations[ViewAnnotation] = d.view

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -81,6 +82,7 @@ type Member struct {
 	// view is not, and the replica builds nothing.
 	peersListed bool
 	lost        bool // RenewDeadline passed without a renewal
+	term        int  // times lost: with instance, this replica's incarnation
 	leaving     bool // Run's context ended
 	peers       map[string]*peer
 	view        View
@@ -141,7 +143,7 @@ func New(cfg Config) (*Member, error) {
 		watchers: map[int]func(){},
 		single:   cfg.Client == nil,
 	}
-	m.view = NewView(Replica{cfg.Identity, cfg.Weight})
+	m.view = NewView(m.selfLocked())
 	if m.single {
 		m.joined = true
 		m.published = m.view.ID
@@ -301,7 +303,7 @@ type renewResult struct {
 func (m *Member) desired() desired {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d := desired{settled: m.published, view: m.view.ID, replicas: m.view.String()}
+	d := desired{settled: m.published, view: m.view.ID, replicas: m.view.String(), term: m.term}
 	if m.settledLocked(m.view) {
 		d.settled = m.view.ID
 	}
@@ -352,9 +354,13 @@ func (m *Member) lose() bool {
 	}
 	m.lost = true
 	m.counts.LeaseLosses++
+	// A new incarnation: every view this replica computes from now on has
+	// a new ID, so no settlement that a peer wrote before counts again.
+	m.term++
 	for _, cancel := range m.builds {
 		cancel()
 	}
+	m.recomputeLocked()
 	m.mu.Unlock()
 	m.log.Info("Could not renew the Lease before the renew deadline: serving no cluster",
 		"lease", m.name, "renewDeadline", m.cfg.RenewDeadline)
@@ -461,10 +467,10 @@ func (m *Member) askWrite() {
 // whether the listing may have changed: the view changed, or every peer has
 // now settled on it.
 func (m *Member) recomputeLocked() bool {
-	replicas := []Replica{{m.cfg.Identity, m.cfg.Weight}}
+	replicas := []Replica{m.selfLocked()}
 	for _, p := range m.peers {
 		if !p.dead {
-			replicas = append(replicas, Replica{p.identity, p.weight})
+			replicas = append(replicas, Replica{p.identity, p.weight, p.incarnation()})
 		}
 	}
 	v := NewView(replicas...)
@@ -483,6 +489,14 @@ func (m *Member) recomputeLocked() bool {
 	notify = notify || clear && !m.wasClear
 	m.wasClear = clear
 	return notify
+}
+
+// selfLocked is this replica in its views.
+func (m *Member) selfLocked() Replica {
+	if m.single {
+		return Replica{Identity: m.cfg.Identity, Weight: m.cfg.Weight}
+	}
+	return Replica{m.cfg.Identity, m.cfg.Weight, m.instance + "/" + strconv.Itoa(m.term)}
 }
 
 // clearLocked reports whether this replica may build any cluster that its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +13,9 @@ import (
 	coordv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -98,6 +101,7 @@ type hub struct {
 
 	mu   sync.Mutex
 	down map[string]bool // replicas whose Lease writes fail
+	rv   int             // the last resourceVersion the hub gave
 }
 
 func newHub(t *testing.T, n int) *hub {
@@ -130,6 +134,9 @@ func newHub(t *testing.T, n int) *hub {
 		if h.down[strings.TrimPrefix(name, "g-")] {
 			return true, nil, errors.New("connection refused")
 		}
+		// As a real hub does, every write gets a greater resourceVersion.
+		h.rv++
+		a.(interface{ GetObject() runtime.Object }).GetObject().(*coordv1.Lease).ResourceVersion = strconv.Itoa(h.rv)
 		return false, nil, nil
 	})
 	return h
@@ -155,8 +162,14 @@ func (h *hub) start(id string, opts ...clusterregistry.Option) *replica {
 
 func (h *hub) startObserved(id string, o shard.Observer, opts ...clusterregistry.Option) *replica {
 	h.t.Helper()
+	return h.startWith(id, h.cs.CoordinationV1(), o, opts...)
+}
+
+// startWith starts a replica that reaches the hub through client.
+func (h *hub) startWith(id string, client coordclient.CoordinationV1Interface, o shard.Observer, opts ...clusterregistry.Option) *replica {
+	h.t.Helper()
 	m, err := shard.New(shard.Config{
-		Client: h.cs.CoordinationV1(), Namespace: "ns", Group: "g", Identity: id, Clock: h.clk,
+		Client: client, Namespace: "ns", Group: "g", Identity: id, Clock: h.clk,
 		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
 		Observer: o,
 	})
@@ -213,7 +226,8 @@ func (h *hub) settled(rs ...*replica) bool {
 		if testing.Verbose() {
 			h.t.Logf("%s: view %s settled %s waitingFor %v owned %d waiting %d held %d serving %d ledger %d want %d", r.id, st.View, st.Settled, st.WaitingFor, st.Owned, st.Waiting, st.Held, len(r.s.Registry().Snapshot().Names()), h.led.held(r.id), want[r.id])
 		}
-		if st.View.ID != v.ID || len(r.s.Registry().Snapshot().Names()) != want[r.id] || h.led.held(r.id) != want[r.id] {
+		// The same replicas, and the same incarnations of them.
+		if st.View.String() != v.String() || st.View.ID != rs[0].m.Status().View.ID || len(r.s.Registry().Snapshot().Names()) != want[r.id] || h.led.held(r.id) != want[r.id] {
 			return false
 		}
 	}
@@ -479,3 +493,141 @@ func TestTheObserverSeesEveryHandoffAndTheLatestStatus(t *testing.T) {
 		t.Errorf("status %+v", o.last)
 	}
 }
+
+// TestALaggingWatchAfterAPartitionRevivesNoSettlement: a replica cut off
+// from the hub loses its Lease, its peer takes its clusters, and when the
+// path heals the replica's watch still delivers its peer's Leases from before
+// the peer took over, which say it settled on the view of both. Neither
+// counts: the replica's view has a new incarnation of it (a new ID), and a
+// record older than one it read afresh is ignored. It builds its clusters
+// only once its peer has released them.
+func TestALaggingWatchAfterAPartitionRevivesNoSettlement(t *testing.T) {
+	h := newHub(t, 60)
+	lag := &lagging{gate: closedGate()}
+	a := h.startWith("a", laggingClient{h.cs.CoordinationV1(), lag}, nil)
+	b := h.start("b")
+	h.eventually("a and b settled", func() bool { return h.settled(a, b) })
+	before := a.m.Status().View
+
+	lag.freeze()
+	h.setDown("a", true)
+	for b.m.Status().View.Has("a") {
+		h.step(b)
+	}
+	h.eventually("b serving all, a holding nothing", func() bool { return h.settled(b) && h.led.held("a") == 0 })
+	// b holds a client of one of a's clusters past the handoff: it keeps
+	// it until the drain timeout.
+	var theirs string
+	for _, n := range h.names {
+		if before.Owner(n) == "a" {
+			theirs = n
+			break
+		}
+	}
+	l, err := b.s.Registry().Lease(theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+
+	h.setDown("a", false)
+	h.step(a, b)
+	h.eventually("a to renew", func() bool { return a.m.Status().Counts.Renewals > 0 && !a.m.Status().Lost })
+	if after := a.m.Status().View; after.ID == before.ID || after.String() != before.String() {
+		t.Fatalf("a's view after it lost its Lease: %s %s, before: %s %s; want the same replicas under a new ID", after, after.ID, before, before.ID)
+	}
+	// The stale Leases arrive now, while b still holds the client.
+	lag.thaw()
+	h.eventually("a and b settled again", func() bool {
+		h.step(a, b)
+		return h.settled(a, b)
+	})
+	h.led.check(t)
+}
+
+// laggingClient reaches the hub directly but delivers Lease watch events
+// only while its lagging is not frozen, as a congested connection does.
+type laggingClient struct {
+	coordclient.CoordinationV1Interface
+	lag *lagging
+}
+
+func (c laggingClient) Leases(ns string) coordclient.LeaseInterface {
+	return laggingLeases{c.CoordinationV1Interface.Leases(ns), c.lag}
+}
+
+type laggingLeases struct {
+	coordclient.LeaseInterface
+	lag *lagging
+}
+
+func (l laggingLeases) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	w, err := l.LeaseInterface.Watch(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := &laggingWatch{inner: w, out: make(chan watch.Event), stop: make(chan struct{})}
+	go out.forward(l.lag)
+	return out, nil
+}
+
+type lagging struct {
+	mu   sync.Mutex
+	gate chan struct{} // closed while events flow
+}
+
+func closedGate() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+func (l *lagging) freeze() {
+	l.mu.Lock()
+	l.gate = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *lagging) thaw() {
+	l.mu.Lock()
+	close(l.gate)
+	l.mu.Unlock()
+}
+
+func (l *lagging) current() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gate
+}
+
+type laggingWatch struct {
+	inner watch.Interface
+	out   chan watch.Event
+	stop  chan struct{}
+	once  sync.Once
+}
+
+func (w *laggingWatch) forward(l *lagging) {
+	defer close(w.out)
+	for ev := range w.inner.ResultChan() {
+		select {
+		case <-l.current():
+		case <-w.stop:
+			return
+		}
+		select {
+		case w.out <- ev:
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+func (w *laggingWatch) Stop() {
+	w.once.Do(func() {
+		close(w.stop)
+		w.inner.Stop()
+	})
+}
+
+func (w *laggingWatch) ResultChan() <-chan watch.Event { return w.out }

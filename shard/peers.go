@@ -7,6 +7,7 @@ import (
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
@@ -127,6 +128,11 @@ func (m *Member) observeLocked(r record) {
 	if p == nil {
 		p = &peer{}
 		m.peers[r.identity] = p
+	}
+	if c, err := resourceversion.CompareResourceVersion(r.rv, p.rv); err == nil && c < 0 {
+		// Older than what this replica knows (a lagging watch after a
+		// fresh read): going back would revive a settlement since undone.
+		return
 	}
 	if p.version != r.version {
 		p.seen = m.cfg.Clock.Now()
