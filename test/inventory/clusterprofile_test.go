@@ -98,6 +98,33 @@ func putProfile(t *testing.T, profiles dynamic.ResourceInterface, name string, s
 	require.NoError(t, err)
 }
 
+// operatorProviders is the operator's side: a provider file naming the
+// token plugin (after one that no profile offers), and the token files it
+// reads, holding each member's token.
+func operatorProviders(t *testing.T, members ...*localcluster.Cluster) (tokens, []clusterprofile.Provider) {
+	t.Helper()
+	k := tokens{dir: t.TempDir()}
+	for _, m := range members {
+		k.write(t, m.Name(), m.Token())
+	}
+	providerFile := filepath.Join(t.TempDir(), "providers.json")
+	pf, err := json.Marshal(map[string]any{"providers": []any{
+		map[string]any{"name": "unused", "execConfig": map[string]any{
+			"apiVersion": "client.authentication.k8s.io/v1", "command": "/nonexistent/plugin"}},
+		map[string]any{"name": "e2e-token", "execConfig": map[string]any{
+			"apiVersion":         "client.authentication.k8s.io/v1",
+			"command":            tokenPlugin,
+			"args":               []string{"-dir", k.dir, "-ttl", pluginTTL.String()},
+			"provideClusterInfo": true,
+		}},
+	}})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(providerFile, pf, 0o600))
+	providers, err := clusterprofile.ReadProviders(providerFile)
+	require.NoError(t, err)
+	return k, providers
+}
+
 // The ClusterProfile source against a real hub: the CRD installed, profiles
 // pointing at the two member clusters, reached with the operator's exec
 // plugin (test/cmd/tokenplugin) and the token each member's file holds. The
@@ -114,26 +141,7 @@ func TestClusterProfilesOnRealHub(t *testing.T) {
 	createNamespace(t, adminClient(t, hub), profileNS, map[string]string{clusterprofile.LabelClusterSet: clusterSet})
 	profiles := hubDyn.Resource(clusterprofile.GroupVersionResource).Namespace(profileNS)
 
-	// The operator's side: a provider file naming the plugin, and the
-	// token files it reads.
-	k := tokens{dir: t.TempDir()}
-	k.write(t, c2.Name(), c2.Token())
-	k.write(t, c3.Name(), c3.Token())
-	providerFile := filepath.Join(t.TempDir(), "providers.json")
-	pf, err := json.Marshal(map[string]any{"providers": []any{
-		map[string]any{"name": "unused", "execConfig": map[string]any{
-			"apiVersion": "client.authentication.k8s.io/v1", "command": "/nonexistent/plugin"}},
-		map[string]any{"name": "e2e-token", "execConfig": map[string]any{
-			"apiVersion":         "client.authentication.k8s.io/v1",
-			"command":            tokenPlugin,
-			"args":               []string{"-dir", k.dir, "-ttl", pluginTTL.String()},
-			"provideClusterInfo": true,
-		}},
-	}})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(providerFile, pf, 0o600))
-	providers, err := clusterprofile.ReadProviders(providerFile)
-	require.NoError(t, err)
+	k, providers := operatorProviders(t, c2, c3)
 
 	putProfile(t, profiles, c2.Name(), profileStatus(c2, "e2e-token", "True"))
 	putProfile(t, profiles, c3.Name(), profileStatus(c3, "e2e-token", "True"))
