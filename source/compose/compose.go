@@ -173,6 +173,9 @@ func (m *merged) start(ctx context.Context) <-chan partResult {
 			m.busy[i] = false
 			m.mu.Unlock()
 			ch <- partResult{i: i, clusters: clusters, err: err}
+			if m.opts.answered != nil {
+				m.opts.answered()
+			}
 		}()
 	}
 	return ch
@@ -191,6 +194,16 @@ func (m *merged) collect(ctx context.Context, ch <-chan partResult, d time.Durat
 		case r := <-ch:
 			results[r.i], answered[r.i] = r, true
 		case <-t.C():
+			// The results already sent count, even when the timer
+			// fired at the same moment (select picks either).
+			for drained := false; !drained; {
+				select {
+				case r := <-ch:
+					results[r.i], answered[r.i] = r, true
+				default:
+					drained = true
+				}
+			}
 			for i := range results {
 				if !answered[i] {
 					results[i].err = fmt.Errorf("no answer within %v (WithPartTimeout): %w", d, context.DeadlineExceeded)

@@ -20,6 +20,9 @@ type Option interface {
 type options struct {
 	partTimeout time.Duration
 	clock       clock.Clock
+	// answered, if set, is called once a part's result is ready for its
+	// merged List (tests: to step a fake clock only then).
+	answered func()
 }
 
 type optionFunc func(*options)
