@@ -2,6 +2,8 @@ package shard_test
 
 import (
 	"fmt"
+	"hash/fnv"
+	"math"
 	"testing"
 
 	"github.com/clusterregistry/clusterregistry/shard"
@@ -104,6 +106,29 @@ func BenchmarkOwnership10kClusters10Replicas(b *testing.B) {
 	for b.Loop() {
 		for _, n := range clusters {
 			_ = v.Owner(n)
+		}
+	}
+}
+
+// BenchmarkOwnershipNaive10kClusters10Replicas is the baseline: the same
+// weighted rendezvous hashing written the straightforward way, hashing the
+// cluster's and the replica's names together with a hash.Hash per score.
+func BenchmarkOwnershipNaive10kClusters10Replicas(b *testing.B) {
+	clusters := names(10000)
+	rs := replicas(10, 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, n := range clusters {
+			best, bestScore := "", math.Inf(-1)
+			for _, r := range rs {
+				h := fnv.New64a()
+				h.Write([]byte(n + "/" + r.Identity))
+				u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
+				if score := -float64(r.Weight) / math.Log(u); score > bestScore {
+					best, bestScore = r.Identity, score
+				}
+			}
+			_ = best
 		}
 	}
 }
