@@ -93,7 +93,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	var errs []error
 	if c.Weight < 0 {
-		errs = append(errs, fmt.Errorf("Weight: %d is negative", c.Weight))
+		errs = append(errs, fmt.Errorf("field Weight: %d is negative", c.Weight))
 	}
 	if c.RetryPeriod < 0 || c.RenewDeadline <= c.RetryPeriod || c.LeaseDuration <= c.RenewDeadline {
 		errs = append(errs, fmt.Errorf("RetryPeriod %v < RenewDeadline %v < LeaseDuration %v does not hold",
@@ -101,7 +101,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Client != nil {
 		for _, msg := range validation.IsDNS1123Label(c.Group) {
-			errs = append(errs, fmt.Errorf("Group %q: %s", c.Group, msg))
+			errs = append(errs, fmt.Errorf("field Group %q: %s", c.Group, msg))
 		}
 		for _, msg := range validation.IsDNS1123Subdomain(leaseName(c.Group, c.Identity)) {
 			errs = append(errs, fmt.Errorf("Identity %q: Lease name %q: %s", c.Identity, leaseName(c.Group, c.Identity), msg))

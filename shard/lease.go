@@ -119,7 +119,7 @@ func (m *Member) writeLease(ctx context.Context, last *coordv1.Lease, d desired)
 	got, err := leases.Update(ctx, l, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		// Changed or deleted behind our back: read it afresh next time.
-		return nil, fmt.Errorf("Lease %s/%s changed by another writer: %w", c.Namespace, m.name, err)
+		return nil, fmt.Errorf("the Lease %s/%s changed by another writer: %w", c.Namespace, m.name, err)
 	}
 	return got, err
 }
@@ -141,7 +141,7 @@ func (m *Member) mayTake(l *coordv1.Lease) error {
 	if now.Sub(m.foreignSince) >= m.cfg.LeaseDuration {
 		return nil
 	}
-	return fmt.Errorf("Lease %s/%s: identity %q is held by another process (instance %s) until it expires",
+	return fmt.Errorf("the Lease %s/%s: identity %q is held by another process (instance %s) until it expires",
 		m.cfg.Namespace, m.name, m.cfg.Identity, inst)
 }
 

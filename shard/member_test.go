@@ -120,15 +120,11 @@ func newHub(t *testing.T, n int) *hub {
 	h.src = clusterregistry.NewMemorySource(cs...)
 	// A replica that is down cannot write its Lease.
 	h.cs.PrependReactor("*", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		var name string
-		switch a := a.(type) {
-		case k8stesting.UpdateAction:
-			name = a.GetObject().(*coordv1.Lease).Name
-		case k8stesting.CreateAction:
-			name = a.GetObject().(*coordv1.Lease).Name
-		default:
+		if v := a.GetVerb(); v != "create" && v != "update" {
 			return false, nil, nil
 		}
+		lease := a.(interface{ GetObject() runtime.Object }).GetObject().(*coordv1.Lease)
+		name := lease.Name
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if h.down[strings.TrimPrefix(name, "g-")] {
@@ -136,7 +132,7 @@ func newHub(t *testing.T, n int) *hub {
 		}
 		// As a real hub does, every write gets a greater resourceVersion.
 		h.rv++
-		a.(interface{ GetObject() runtime.Object }).GetObject().(*coordv1.Lease).ResourceVersion = strconv.Itoa(h.rv)
+		lease.ResourceVersion = strconv.Itoa(h.rv)
 		return false, nil, nil
 	})
 	return h
