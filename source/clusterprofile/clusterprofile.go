@@ -81,18 +81,22 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
+	"github.com/clusterregistry/clusterregistry/source/internal/informerhealth"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 	"github.com/clusterregistry/clusterregistry/trust"
 )
@@ -160,6 +164,8 @@ type Option interface {
 }
 
 type options struct {
+	// nudge is how often Watch asks for a List while its informer fails.
+	nudge       time.Duration
 	namespace   string
 	selector    string
 	defaultName string
@@ -229,7 +235,7 @@ type Source struct {
 	selector  labels.Selector
 
 	mu     sync.Mutex // protects stores
-	stores map[cache.Store]struct{}
+	stores map[cache.Store]*informerhealth.Health
 }
 
 var _ clusterregistry.Watcher = (*Source)(nil)
@@ -238,7 +244,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // reaches their clusters with providers, the operator's, in order of
 // preference. It validates its arguments and starts nothing.
 func New(client dynamic.Interface, providers []Provider, opts ...Option) (*Source, error) {
-	o := options{policy: trust.Untrusted, maxClusters: DefaultMaxClusters}
+	o := options{nudge: nudgePeriod, policy: trust.Untrusted, maxClusters: DefaultMaxClusters}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -259,7 +265,7 @@ func New(client dynamic.Interface, providers []Provider, opts ...Option) (*Sourc
 	for i, p := range providers {
 		ps[i] = Provider{Name: p.Name, ExecConfig: p.ExecConfig.DeepCopy()}
 	}
-	return &Source{client: client, providers: ps, opts: o, selector: selector, stores: map[cache.Store]struct{}{}}, nil
+	return &Source{client: client, providers: ps, opts: o, selector: selector, stores: map[cache.Store]*informerhealth.Health{}}, nil
 }
 
 // List returns one cluster per selected ClusterProfile, sorted by name. It
@@ -336,11 +342,15 @@ func (s *Source) clusterSets(ctx context.Context, profiles []*unstructured.Unstr
 	return sets, nil
 }
 
+// store returns the cache of a running Watch whose informer is in step with
+// the API server, or nil.
 func (s *Source) store() cache.Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for st := range s.stores {
-		return st
+	for st, h := range s.stores {
+		if h.Fresh() {
+			return st
+		}
 	}
 	return nil
 }
@@ -392,8 +402,20 @@ func (s *Source) cluster(u *unstructured.Unstructured, clusterSet string) cluste
 // done, and returns once the informer has stopped and every goroutine it
 // started has ended.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.client, profilesGVR, s.opts.namespace, 0,
-		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = s.selector.String() }).Informer()
+	profiles := s.client.Resource(profilesGVR).Namespace(s.opts.namespace)
+	selected := func(o metav1.ListOptions) metav1.ListOptions {
+		o.LabelSelector = s.selector.String()
+		return o
+	}
+	health := &informerhealth.Health{}
+	inf := cache.NewSharedIndexInformer(health.ListWatch(s.client,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return profiles.List(ctx, selected(o))
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return profiles.Watch(ctx, selected(o))
+		},
+	), &unstructured.Unstructured{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(trim); err != nil {
 		return fmt.Errorf("clusterprofile informer: %w", err)
 	}
@@ -421,7 +443,6 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	if err != nil {
 		return fmt.Errorf("clusterprofile informer: %w", err)
 	}
-
 	var wg sync.WaitGroup
 	wg.Add(1)
 	// The informer stops when ctx ends; Watch waits for it before returning.
@@ -438,7 +459,7 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	}
 	store := inf.GetStore()
 	s.mu.Lock()
-	s.stores[store] = struct{}{}
+	s.stores[store] = health
 	s.mu.Unlock()
 	// Runs before wg.Wait: once Watch is stopping, List asks the API server.
 	defer func() {
@@ -449,9 +470,16 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 
 	synced.Store(true)
 	changed()
+	// While the informer fails, List asks the API server: a List now and
+	// then shows the error, and the recovery without waiting for the
+	// informer.
+	wg.Go(func() { informerhealth.Nudge(ctx, clock.RealClock{}, s.opts.nudge, changed, health) })
 	<-ctx.Done()
 	return nil
 }
+
+// nudgePeriod is how often a Watch whose informer fails asks for a List.
+const nudgePeriod = 2 * time.Second
 
 // sameProfile reports whether a and b, trimmed, are the same to List.
 func sameProfile(a, b *unstructured.Unstructured) bool {

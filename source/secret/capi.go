@@ -7,9 +7,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/clusterregistry/clusterregistry/source/internal/informerhealth"
 )
 
 // controlPlaneInitialized is the condition by which a Cluster API Cluster
@@ -87,9 +89,12 @@ func initialized(u *unstructured.Unstructured) bool {
 
 // clusterInformer returns an informer on Cluster API's Clusters that calls
 // notify when one appears, goes, or changes whether it is initialized.
-func (s *Source) clusterInformer(notify func()) (cache.SharedIndexInformer, cache.ResourceEventHandlerRegistration, error) {
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.opts.clusters, s.clusterGVR(), s.opts.namespace, 0,
-		cache.Indexers{}, nil).Informer()
+func (s *Source) clusterInformer(health *informerhealth.Health, notify func()) (cache.SharedIndexInformer, cache.ResourceEventHandlerRegistration, error) {
+	clusters := s.opts.clusters.Resource(s.clusterGVR()).Namespace(s.opts.namespace)
+	inf := cache.NewSharedIndexInformer(health.ListWatch(s.opts.clusters,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return clusters.List(ctx, o) },
+		clusters.Watch,
+	), &unstructured.Unstructured{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(trimCluster); err != nil {
 		return nil, nil, fmt.Errorf("cluster informer: %w", err)
 	}

@@ -64,17 +64,21 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
+	"github.com/clusterregistry/clusterregistry/source/internal/informerhealth"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 	"github.com/clusterregistry/clusterregistry/trust"
 )
@@ -165,6 +169,8 @@ type Option interface {
 }
 
 type options struct {
+	// nudge is how often Watch asks for a List while its informer fails.
+	nudge       time.Duration
 	namespace   string
 	selector    *string
 	format      Format
@@ -292,6 +298,18 @@ type watchStores struct {
 	secrets cache.Store
 	// clusters holds Cluster API's Clusters, with WithSkipUninitialized.
 	clusters cache.Store
+	health   []*informerhealth.Health
+}
+
+// fresh reports whether every informer's cache is in step with the API
+// server.
+func (w *watchStores) fresh() bool {
+	for _, h := range w.health {
+		if !h.Fresh() {
+			return false
+		}
+	}
+	return true
 }
 
 var _ clusterregistry.Watcher = (*Source)(nil)
@@ -299,7 +317,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source that reads Secrets through client. It validates the
 // options and starts nothing.
 func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
-	o := options{policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters, capiVersion: DefaultClusterAPIVersion}
+	o := options{nudge: nudgePeriod, policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters, capiVersion: DefaultClusterAPIVersion}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -344,7 +362,9 @@ func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
 
 // List returns one cluster per selected Secret, sorted by name. It reads the
 // cache of a running Watch, or else lists the Secrets from the API server, in
-// chunks. It fails when that List fails, and when more Secrets than
+// chunks; also while the Watch's informer is failing to list or watch (and
+// until it has synced again), so that a listing is never stale without an
+// error to say so. It fails when that List fails, and when more Secrets than
 // WithMaxClusters are selected. With WithSkipUninitialized it also reads
 // Cluster API's Clusters, and fails when that fails.
 func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
@@ -363,7 +383,7 @@ func (s *Source) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 		secrets = append(secrets, sec)
 		return nil
 	}
-	if w := s.watch(); w != nil {
+	if w := s.watch(); w != nil && w.fresh() {
 		for _, obj := range w.secrets.List() {
 			if sec, ok := obj.(*corev1.Secret); ok {
 				if err := add(sec); err != nil {
@@ -438,11 +458,20 @@ func (s *Source) watch() *watchStores {
 // caches. It blocks until ctx is done, and returns once the informers have
 // stopped and every goroutine they started has ended.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
-	inf := corev1informers.NewFilteredSecretInformer(s.client, s.opts.namespace, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) {
-			o.LabelSelector = s.selector.String()
-			o.FieldSelector = s.fieldSelector()
-		})
+	secrets := s.client.CoreV1().Secrets(s.opts.namespace)
+	select1 := func(o metav1.ListOptions) metav1.ListOptions {
+		o.LabelSelector, o.FieldSelector = s.selector.String(), s.fieldSelector()
+		return o
+	}
+	health := &informerhealth.Health{}
+	inf := cache.NewSharedIndexInformer(health.ListWatch(s.client,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return secrets.List(ctx, select1(o))
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return secrets.Watch(ctx, select1(o))
+		},
+	), &corev1.Secret{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(trim); err != nil {
 		return fmt.Errorf("secret informer: %w", err)
 	}
@@ -472,15 +501,17 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	}
 	informers := []cache.SharedIndexInformer{inf}
 	synceds := []cache.ResourceEventHandlerRegistration{reg}
-	w := &watchStores{secrets: inf.GetStore()}
+	w := &watchStores{secrets: inf.GetStore(), health: []*informerhealth.Health{health}}
 	if s.opts.clusters != nil {
-		cinf, creg, err := s.clusterInformer(notify)
+		chealth := &informerhealth.Health{}
+		cinf, creg, err := s.clusterInformer(chealth, notify)
 		if err != nil {
 			return err
 		}
 		informers = append(informers, cinf)
 		synceds = append(synceds, creg)
 		w.clusters = cinf.GetStore()
+		w.health = append(w.health, chealth)
 	}
 
 	var wg sync.WaitGroup
@@ -513,9 +544,15 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 
 	synced.Store(true)
 	changed()
+	// While an informer fails, List asks the API server: a List now and then
+	// shows the error, and the recovery without waiting for the informer.
+	wg.Go(func() { informerhealth.Nudge(ctx, clock.RealClock{}, s.opts.nudge, changed, w.health...) })
 	<-ctx.Done()
 	return nil
 }
+
+// nudgePeriod is how often a Watch whose informer fails asks for a List.
+const nudgePeriod = 2 * time.Second
 
 // trim drops what the Source never reads, to keep the cache small. It
 // changes a copy, not obj: whoever delivered obj may still hold it (the fake
