@@ -80,7 +80,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,11 +91,10 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
-	"github.com/clusterregistry/clusterregistry/source/internal/informerhealth"
+	"github.com/clusterregistry/clusterregistry/source/internal/informers"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 	"github.com/clusterregistry/clusterregistry/trust"
 )
@@ -235,7 +233,7 @@ type Source struct {
 	selector  labels.Selector
 
 	mu     sync.Mutex // protects stores
-	stores map[cache.Store]*informerhealth.Health
+	stores map[cache.Store]*informers.Health
 }
 
 var _ clusterregistry.Watcher = (*Source)(nil)
@@ -244,7 +242,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // reaches their clusters with providers, the operator's, in order of
 // preference. It validates its arguments and starts nothing.
 func New(client dynamic.Interface, providers []Provider, opts ...Option) (*Source, error) {
-	o := options{nudge: nudgePeriod, policy: trust.Untrusted, maxClusters: DefaultMaxClusters}
+	o := options{nudge: informers.NudgePeriod, policy: trust.Untrusted, maxClusters: DefaultMaxClusters}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -265,7 +263,7 @@ func New(client dynamic.Interface, providers []Provider, opts ...Option) (*Sourc
 	for i, p := range providers {
 		ps[i] = Provider{Name: p.Name, ExecConfig: p.ExecConfig.DeepCopy()}
 	}
-	return &Source{client: client, providers: ps, opts: o, selector: selector, stores: map[cache.Store]*informerhealth.Health{}}, nil
+	return &Source{client: client, providers: ps, opts: o, selector: selector, stores: map[cache.Store]*informers.Health{}}, nil
 }
 
 // List returns one cluster per selected ClusterProfile, sorted by name. It
@@ -407,79 +405,41 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 		o.LabelSelector = s.selector.String()
 		return o
 	}
-	health := &informerhealth.Health{}
-	inf := cache.NewSharedIndexInformer(health.ListWatch(s.client,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	set := informers.NewSet(changed, s.opts.nudge)
+	store, health, err := set.Add(informers.Resource{
+		Client: s.client,
+		Object: &unstructured.Unstructured{},
+		List: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return profiles.List(ctx, selected(o))
 		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		Watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return profiles.Watch(ctx, selected(o))
 		},
-	), &unstructured.Unstructured{}, 0, cache.Indexers{})
-	if err := inf.SetTransform(trim); err != nil {
-		return fmt.Errorf("clusterprofile informer: %w", err)
-	}
-	// Events of the initial list are not changes; changed is called once
-	// after it instead, for whatever happened since the last List.
-	var synced atomic.Bool
-	notify := func() {
-		if synced.Load() {
-			changed()
-		}
-	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { notify() },
-		UpdateFunc: func(oldObj, newObj any) {
+		Transform: trim,
+		Changed: func(oldObj, newObj any) bool {
 			o, ok1 := oldObj.(*unstructured.Unstructured)
 			n, ok2 := newObj.(*unstructured.Unstructured)
 			// A relist delivers unchanged profiles as updates, and a
 			// status update that List does not read is no change.
-			if !ok1 || !ok2 || !sameProfile(o, n) {
-				notify()
-			}
+			return !ok1 || !ok2 || !sameProfile(o, n)
 		},
-		DeleteFunc: func(any) { notify() },
 	})
 	if err != nil {
 		return fmt.Errorf("clusterprofile informer: %w", err)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	// The informer stops when ctx ends; Watch waits for it before returning.
-	go func() {
-		defer wg.Done()
-		inf.RunWithContext(ctx)
-	}()
-	defer wg.Wait()
-
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-reg.HasSyncedChecker().Done():
-	}
-	store := inf.GetStore()
-	s.mu.Lock()
-	s.stores[store] = health
-	s.mu.Unlock()
-	// Runs before wg.Wait: once Watch is stopping, List asks the API server.
-	defer func() {
+	// While the informer fails, List asks the API server.
+	set.Run(ctx, func() func() {
 		s.mu.Lock()
-		delete(s.stores, store)
+		s.stores[store] = health
 		s.mu.Unlock()
-	}()
-
-	synced.Store(true)
-	changed()
-	// While the informer fails, List asks the API server: a List now and
-	// then shows the error, and the recovery without waiting for the
-	// informer.
-	wg.Go(func() { informerhealth.Nudge(ctx, clock.RealClock{}, s.opts.nudge, changed, health) })
-	<-ctx.Done()
+		return func() {
+			s.mu.Lock()
+			delete(s.stores, store)
+			s.mu.Unlock()
+		}
+	})
 	return nil
 }
-
-// nudgePeriod is how often a Watch whose informer fails asks for a List.
-const nudgePeriod = 2 * time.Second
 
 // sameProfile reports whether a and b, trimmed, are the same to List.
 func sameProfile(a, b *unstructured.Unstructured) bool {

@@ -214,16 +214,16 @@ func TestWatch(t *testing.T) {
 		"type": "ControlPlaneHealthy", "status": "Unknown", "lastTransitionTime": "2026-12-02T22:01:00Z", "message": "second"}}
 	_, err = profiles.Update(ctx, beat, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	changedBy("a server changed", func() {
-		_, err := profiles.Update(ctx, profile("fleet", "b", gcpStatus("https://b2.example")), metav1.UpdateOptions{})
-		require.NoError(t, err)
-	})
-	// The first update added a condition: a change. The second changed
-	// nothing List reads.
-	assert.Equal(t, n+2, r.changes.Load())
-	clusters, err := s.List(ctx)
+	_, err = profiles.Update(ctx, profile("fleet", "b", gcpStatus("https://b2.example")), metav1.UpdateOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "https://b2.example", clusters[1].Config.Host)
+	// Once the last update is in the cache and its change is told, the
+	// first update added a condition (a change); the second changed nothing
+	// List reads.
+	require.Eventually(t, func() bool {
+		clusters, err := s.List(ctx)
+		return err == nil && clusters[1].Config.Host == "https://b2.example" && r.changes.Load() >= n+2
+	}, 5*time.Second, time.Millisecond, "the new server reaches List")
+	assert.Equal(t, n+2, r.changes.Load())
 
 	changedBy("a profile deleted", func() {
 		require.NoError(t, profiles.Delete(ctx, "a", metav1.DeleteOptions{}))

@@ -9,9 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/cache"
 
-	"github.com/clusterregistry/clusterregistry/source/internal/informerhealth"
+	"github.com/clusterregistry/clusterregistry/source/internal/informers"
 )
 
 // controlPlaneInitialized is the condition by which a Cluster API Cluster
@@ -87,33 +86,25 @@ func initialized(u *unstructured.Unstructured) bool {
 	return false
 }
 
-// clusterInformer returns an informer on Cluster API's Clusters that calls
-// notify when one appears, goes, or changes whether it is initialized.
-func (s *Source) clusterInformer(health *informerhealth.Health, notify func()) (cache.SharedIndexInformer, cache.ResourceEventHandlerRegistration, error) {
+// clusterResource is the informer of Cluster API's Clusters: a change is a
+// Cluster that appears, goes, or changes whether it is initialized.
+func (s *Source) clusterResource() informers.Resource {
 	clusters := s.opts.clusters.Resource(s.clusterGVR()).Namespace(s.opts.namespace)
-	inf := cache.NewSharedIndexInformer(health.ListWatch(s.opts.clusters,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return clusters.List(ctx, o) },
-		clusters.Watch,
-	), &unstructured.Unstructured{}, 0, cache.Indexers{})
-	if err := inf.SetTransform(trimCluster); err != nil {
-		return nil, nil, fmt.Errorf("cluster informer: %w", err)
-	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { notify() },
-		UpdateFunc: func(oldObj, newObj any) {
+	return informers.Resource{
+		Client: s.opts.clusters,
+		Object: &unstructured.Unstructured{},
+		List: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return clusters.List(ctx, o)
+		},
+		Watch:     clusters.Watch,
+		Transform: trimCluster,
+		Changed: func(oldObj, newObj any) bool {
 			o, ok1 := oldObj.(*unstructured.Unstructured)
 			n, ok2 := newObj.(*unstructured.Unstructured)
 			// Clusters change status often; only this change matters.
-			if !ok1 || !ok2 || initialized(o) != initialized(n) {
-				notify()
-			}
+			return !ok1 || !ok2 || initialized(o) != initialized(n)
 		},
-		DeleteFunc: func(any) { notify() },
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster informer: %w", err)
 	}
-	return inf, reg, nil
 }
 
 // trimCluster keeps of a Cluster what initialized reads, in a new object

@@ -63,7 +63,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,11 +73,10 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
 
 	"github.com/clusterregistry/clusterregistry"
 	"github.com/clusterregistry/clusterregistry/source/internal/dedup"
-	"github.com/clusterregistry/clusterregistry/source/internal/informerhealth"
+	"github.com/clusterregistry/clusterregistry/source/internal/informers"
 	"github.com/clusterregistry/clusterregistry/source/internal/kcfg"
 	"github.com/clusterregistry/clusterregistry/trust"
 )
@@ -298,7 +296,7 @@ type watchStores struct {
 	secrets cache.Store
 	// clusters holds Cluster API's Clusters, with WithSkipUninitialized.
 	clusters cache.Store
-	health   []*informerhealth.Health
+	health   []*informers.Health
 }
 
 // fresh reports whether every informer's cache is in step with the API
@@ -317,7 +315,7 @@ var _ clusterregistry.Watcher = (*Source)(nil)
 // New returns a Source that reads Secrets through client. It validates the
 // options and starts nothing.
 func New(client kubernetes.Interface, opts ...Option) (*Source, error) {
-	o := options{nudge: nudgePeriod, policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters, capiVersion: DefaultClusterAPIVersion}
+	o := options{nudge: informers.NudgePeriod, policy: trust.Untrusted, maxSize: DefaultMaxSize, maxClusters: DefaultMaxClusters, capiVersion: DefaultClusterAPIVersion}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -459,100 +457,53 @@ func (s *Source) watch() *watchStores {
 // stopped and every goroutine they started has ended.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
 	secrets := s.client.CoreV1().Secrets(s.opts.namespace)
-	select1 := func(o metav1.ListOptions) metav1.ListOptions {
+	selected := func(o metav1.ListOptions) metav1.ListOptions {
 		o.LabelSelector, o.FieldSelector = s.selector.String(), s.fieldSelector()
 		return o
 	}
-	health := &informerhealth.Health{}
-	inf := cache.NewSharedIndexInformer(health.ListWatch(s.client,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return secrets.List(ctx, select1(o))
+	set := informers.NewSet(changed, s.opts.nudge)
+	store, health, err := set.Add(informers.Resource{
+		Client: s.client,
+		Object: &corev1.Secret{},
+		List: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return secrets.List(ctx, selected(o))
 		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return secrets.Watch(ctx, select1(o))
+		Watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return secrets.Watch(ctx, selected(o))
 		},
-	), &corev1.Secret{}, 0, cache.Indexers{})
-	if err := inf.SetTransform(trim); err != nil {
-		return fmt.Errorf("secret informer: %w", err)
-	}
-
-	// Events of the initial list are not changes; changed is called once
-	// after it instead, for whatever happened since the last List.
-	var synced atomic.Bool
-	notify := func() {
-		if synced.Load() {
-			changed()
-		}
-	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { notify() },
-		UpdateFunc: func(oldObj, newObj any) {
+		Transform: trim,
+		Changed: func(oldObj, newObj any) bool {
 			o, ok1 := oldObj.(*corev1.Secret)
 			n, ok2 := newObj.(*corev1.Secret)
 			// A relist delivers unchanged Secrets as updates.
-			if !ok1 || !ok2 || o.ResourceVersion == "" || o.ResourceVersion != n.ResourceVersion {
-				notify()
-			}
+			return !ok1 || !ok2 || o.ResourceVersion == "" || o.ResourceVersion != n.ResourceVersion
 		},
-		DeleteFunc: func(any) { notify() },
 	})
 	if err != nil {
 		return fmt.Errorf("secret informer: %w", err)
 	}
-	informers := []cache.SharedIndexInformer{inf}
-	synceds := []cache.ResourceEventHandlerRegistration{reg}
-	w := &watchStores{secrets: inf.GetStore(), health: []*informerhealth.Health{health}}
+	w := &watchStores{secrets: store, health: []*informers.Health{health}}
 	if s.opts.clusters != nil {
-		chealth := &informerhealth.Health{}
-		cinf, creg, err := s.clusterInformer(chealth, notify)
+		store, health, err := set.Add(s.clusterResource())
 		if err != nil {
-			return err
+			return fmt.Errorf("cluster informer: %w", err)
 		}
-		informers = append(informers, cinf)
-		synceds = append(synceds, creg)
-		w.clusters = cinf.GetStore()
-		w.health = append(w.health, chealth)
+		w.clusters = store
+		w.health = append(w.health, health)
 	}
-
-	var wg sync.WaitGroup
-	// The informers stop when ctx ends; Watch waits for them before returning.
-	for _, i := range informers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			i.RunWithContext(ctx)
-		}()
-	}
-	defer wg.Wait()
-
-	for _, r := range synceds {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.HasSyncedChecker().Done():
-		}
-	}
-	s.mu.Lock()
-	s.watches[w] = struct{}{}
-	s.mu.Unlock()
-	// Runs before wg.Wait: once Watch is stopping, List asks the API server.
-	defer func() {
+	// While an informer fails, List asks the API server.
+	set.Run(ctx, func() func() {
 		s.mu.Lock()
-		delete(s.watches, w)
+		s.watches[w] = struct{}{}
 		s.mu.Unlock()
-	}()
-
-	synced.Store(true)
-	changed()
-	// While an informer fails, List asks the API server: a List now and then
-	// shows the error, and the recovery without waiting for the informer.
-	wg.Go(func() { informerhealth.Nudge(ctx, clock.RealClock{}, s.opts.nudge, changed, w.health...) })
-	<-ctx.Done()
+		return func() {
+			s.mu.Lock()
+			delete(s.watches, w)
+			s.mu.Unlock()
+		}
+	})
 	return nil
 }
-
-// nudgePeriod is how often a Watch whose informer fails asks for a List.
-const nudgePeriod = 2 * time.Second
 
 // trim drops what the Source never reads, to keep the cache small. It
 // changes a copy, not obj: whoever delivered obj may still hold it (the fake

@@ -1,25 +1,24 @@
-// Package informerhealth tells whether an informer's cache may be stale.
+// Package informers runs the informers of a source's Watch, and tells
+// whether an informer's cache may be stale.
 //
 // While an informer cannot list or watch (the API server restarting, a
 // broken connection) its reflector retries with a backoff that grows to half
 // a minute, and meanwhile its cache stays as it was, with no error to show.
 // A source that reads the cache asks Fresh first and lists from the API
 // server itself while it is false, so that a listing is never stale without
-// an error to say so; Nudge asks the source's user to list again while the
+// an error to say so; a Set asks the source's user to list again while an
 // informer fails, so that the source's recovery need not wait for the
 // reflector's backoff.
-package informerhealth
+package informers
 
 import (
 	"context"
 	"sync"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
 )
 
 // Health follows the lists and watches of one informer.
@@ -67,27 +66,4 @@ func (h *Health) Fresh() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return !h.failing
-}
-
-// Nudge calls changed every period while any of hs is not fresh, and once
-// more when all are fresh again, until ctx ends.
-func Nudge(ctx context.Context, clk clock.WithTicker, period time.Duration, changed func(), hs ...*Health) {
-	t := clk.NewTicker(period)
-	defer t.Stop()
-	was := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
-		fresh := true
-		for _, h := range hs {
-			fresh = fresh && h.Fresh()
-		}
-		if !fresh || !was {
-			changed()
-		}
-		was = fresh
-	}
 }
