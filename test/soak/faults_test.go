@@ -327,6 +327,9 @@ func (in *injector) corrupt(ctx context.Context, e *entry, hold time.Duration, p
 		in.harnessFailed("corrupt %s: %v", e.name, err)
 	}
 	sleep(ctx, hold)
+	// A client built from the mended entry may be built before the write
+	// returns: it counts from the start of the write.
+	mend := time.Now()
 	if err := in.w.write(context.Background(), e, nil); err != nil {
 		in.harnessFailed("mend %s: %v", e.name, err)
 	}
@@ -334,7 +337,7 @@ func (in *injector) corrupt(ctx context.Context, e *entry, hold time.Duration, p
 	for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
 		if in.g.any(func(snap snapshot) bool {
 			info, ok := snap.Cluster(e.name)
-			return ok && info.Err == nil && info.BuiltAt.After(f.end)
+			return ok && info.Err == nil && info.BuiltAt.After(mend)
 		}) {
 			in.led.recovered(kindCorrupt, time.Since(f.end))
 			return
