@@ -29,8 +29,9 @@ test-e2e:
 	cd test && $(GO) run ./cmd/localclusters -build-only
 	cd test && $(GO) test -race -count=1 -timeout=45m ./...
 
-## soak: one replica of a service against five local clusters and a hub under random,
-## overlapping faults for DURATION, every invariant checked all the time (test/soak).
+## soak: three replicas of a service, sharing five local clusters through package shard
+## (Leases in a hub), under random, overlapping faults for DURATION (a replica killed
+## among them), every invariant checked all the time (test/soak).
 ## SEED replays a run's fault schedule (empty: a fresh one, printed); REPORT=FILE
 ## keeps the report. Fails on any violation.
 DURATION ?= 3m

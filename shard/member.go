@@ -481,7 +481,10 @@ func (m *Member) recomputeLocked() bool {
 		m.log.Info("View changed", "view", v.String(), "id", v.ID, "from", m.prevView.String())
 		notify = true
 	}
-	if m.published != v.ID && m.settledLocked(v) {
+	// Publish the settlement now, once the Lease is this process's: before
+	// that, each periodic attempt carries it, and asking at every peer's
+	// renewal would only read again a Lease that another process holds.
+	if m.written && m.published != v.ID && m.settledLocked(v) {
 		m.askWrite()
 	}
 	// Clear again: the clusters that waited for a peer may be built now.

@@ -384,6 +384,42 @@ func TestASecondProcessOfOneIdentityWaits(t *testing.T) {
 	h.led.check(t)
 }
 
+// A process that waits for its identity's Lease to expire (its predecessor
+// was killed) reads that Lease once per RetryPeriod, not again at every
+// renewal of every peer: its hub requests do not grow with the group.
+func TestAWaitingProcessReadsItsLeaseOncePerRetryPeriod(t *testing.T) {
+	h := newHub(t, 10)
+	a := h.start("a")
+	b := h.start("b")
+	c := h.start("c")
+	h.eventually("a, b and c settled", func() bool { return h.settled(a, b, c) })
+	gets := func() int {
+		n := 0
+		for _, act := range h.cs.Actions() {
+			if g, ok := act.(k8stesting.GetAction); ok && act.GetVerb() == "get" && g.GetName() == "g-a" {
+				n++
+			}
+		}
+		return n
+	}
+	twin := h.start("a")
+	h.eventually("the twin to read a's Lease", func() bool { return gets() > 0 })
+	before := gets()
+	const steps = 4
+	for range steps {
+		// a, b and c renew once each: three changes the twin watches.
+		h.step(a, b, c)
+		time.Sleep(50 * time.Millisecond) // for the twin's reaction, if any
+	}
+	if st := twin.m.Status(); st.Serving {
+		t.Fatalf("the twin joined: %+v", st)
+	}
+	if got := gets() - before; got > steps+1 {
+		t.Errorf("the twin read a's Lease %d times in %d retry periods", got, steps)
+	}
+	h.led.check(t)
+}
+
 func TestWrapRefusesAClusterOfAnotherReplica(t *testing.T) {
 	h := newHub(t, 50)
 	a := h.start("a")

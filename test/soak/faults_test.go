@@ -19,20 +19,20 @@ import (
 type injector struct {
 	w   *world
 	led *ledger
-	svc *service // the replica whose Registry recovery is measured on
+	g   *group // the replicas; recovery is measured on whichever serves a cluster
 	rng *rand.Rand
 
 	maxActive int
 
 	mu      sync.Mutex      // protects busy and harness
-	busy    map[string]bool // resources a running fault holds: proxy/NAME, server/NAME, entry/NAME, hub, extra
+	busy    map[string]bool // resources a running fault holds: proxy/NAME, server/NAME, entry/NAME, hub, extra, replica
 	harness []string        // failures of the harness itself (not of the library)
 
 	wg     sync.WaitGroup
 	extras int
 }
 
-var kinds = []string{kindBlackHole, kindDelay, kindRefuse, kindKill, kindRotate, kindRewrite, kindCorrupt, kindHubDown, kindAddRemove}
+var kinds = []string{kindBlackHole, kindDelay, kindRefuse, kindKill, kindRotate, kindRewrite, kindCorrupt, kindHubDown, kindAddRemove, kindReplicaKill}
 
 // run schedules faults until ctx ends, then waits for the running ones to
 // heal.
@@ -142,6 +142,11 @@ func (in *injector) start(ctx context.Context, kind string, m *localcluster.Clus
 		in.extras++
 		extra := &entry{name: fmt.Sprintf("extra-%d", in.extras), origin: origin, target: m}
 		body = func() { in.addRemove(ctx, extra, hold) }
+	case kindReplicaKill:
+		// One replica at a time: the two others carry the clusters.
+		res = []string{"replica"}
+		slot := param % len(replicaIDs)
+		body = func() { in.killReplica(ctx, slot, hold) }
 	}
 	if !in.take(res...) {
 		return
@@ -192,13 +197,13 @@ func (in *injector) kill(ctx context.Context, m *localcluster.Cluster, hold time
 	in.measureRecovery(ctx, kindKill, m.Name(), f.end)
 }
 
-// measureRecovery records how long after since the Registry's client for
-// name answered again.
+// measureRecovery records how long after since the client for name of the
+// replica that serves it answered again.
 func (in *injector) measureRecovery(ctx context.Context, kind, name string, since time.Time) {
 	for ctx.Err() == nil && time.Since(since) < 2*time.Minute {
-		if client, err := in.svc.reg.Get(name); err == nil {
+		if client, ok := in.g.client(name); ok {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err = client.Kubernetes().CoreV1().Namespaces().Get(rctx, localcluster.Namespace, metav1.GetOptions{})
+			_, err := client.Kubernetes().CoreV1().Namespaces().Get(rctx, localcluster.Namespace, metav1.GetOptions{})
 			cancel()
 			if err == nil {
 				in.led.recovered(kind, time.Since(since))
@@ -206,6 +211,48 @@ func (in *injector) measureRecovery(ctx context.Context, kind, name string, sinc
 			}
 		}
 		sleep(ctx, 200*time.Millisecond)
+	}
+}
+
+// killReplica kills slot's replica (see service.kill), keeps it down for
+// down, then starts a new instance of the same identity. It records two
+// recoveries: replica-killed, from the kill until every member is served
+// again (by the survivors, or already by the new instance); and
+// replica-rejoined, from the restart until the group is steady again (the
+// new instance serves its share, and only it).
+func (in *injector) killReplica(ctx context.Context, slot int, down time.Duration) {
+	f := in.led.startFault(kindReplicaKill, nil, replicaIDs[slot])
+	victim := in.g.kill(slot)
+	if victim == nil {
+		in.harnessFailed("kill %s: not running", replicaIDs[slot])
+		in.led.endFault(f)
+		return
+	}
+	var probe sync.WaitGroup
+	probe.Go(func() {
+		for ctx.Err() == nil && time.Since(f.start) < 2*time.Minute {
+			if ok, _ := in.g.allServed(in.w.memberNames()); ok {
+				in.led.recovered(kindReplicaKill, time.Since(f.start))
+				return
+			}
+			sleep(ctx, 50*time.Millisecond)
+		}
+	})
+	sleep(ctx, down)
+	err := in.g.start(slot)
+	in.led.endFault(f)
+	if err != nil {
+		in.harnessFailed("restart %s after killing %s: %v", replicaIDs[slot], victim.owner, err)
+		probe.Wait()
+		return
+	}
+	probe.Wait()
+	for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
+		if ok, _ := in.g.steady(in.w.memberNames()); ok {
+			in.led.recovered("replica-rejoined", time.Since(f.end))
+			return
+		}
+		sleep(ctx, 50*time.Millisecond)
 	}
 }
 
@@ -235,7 +282,7 @@ func (in *injector) rotate(ctx context.Context, e *entry) {
 	var probe sync.WaitGroup
 	probe.Go(func() {
 		for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
-			if c, err := in.svc.reg.Get(e.name); err == nil && c.Config().BearerToken == tok {
+			if c, ok := in.g.client(e.name); ok && c.Config().BearerToken == tok {
 				d := time.Since(f.end)
 				in.led.recovered(kindRotate, d)
 				in.led.slowChange("a new token", e.name, f, f.end, d)
@@ -280,12 +327,18 @@ func (in *injector) corrupt(ctx context.Context, e *entry, hold time.Duration, p
 		in.harnessFailed("corrupt %s: %v", e.name, err)
 	}
 	sleep(ctx, hold)
+	// A client built from the mended entry may be built before the write
+	// returns: it counts from the start of the write.
+	mend := time.Now()
 	if err := in.w.write(context.Background(), e, nil); err != nil {
 		in.harnessFailed("mend %s: %v", e.name, err)
 	}
 	in.led.endFault(f)
 	for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
-		if info, ok := in.svc.reg.Snapshot().Cluster(e.name); ok && info.Err == nil && info.BuiltAt.After(f.end) {
+		if in.g.any(func(snap snapshot) bool {
+			info, ok := snap.Cluster(e.name)
+			return ok && info.Err == nil && info.BuiltAt.After(mend)
+		}) {
 			in.led.recovered(kindCorrupt, time.Since(f.end))
 			return
 		}
@@ -322,14 +375,30 @@ func (in *injector) hubDown(ctx context.Context, hold time.Duration, mode int) {
 		in.harnessFailed("heal hub: %v", err)
 	}
 	in.led.endFault(f)
-	// Recovered once a change made in the hub reaches the Registry.
+	// Every replica stopped serving when it could not renew its Lease:
+	// served again once every member is (hub-down-served).
+	var served sync.WaitGroup
+	defer served.Wait()
+	served.Go(func() {
+		for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
+			if ok, _ := in.g.allServed(in.w.memberNames()); ok {
+				in.led.recovered(kindHubDown+"-served", time.Since(f.end))
+				return
+			}
+			sleep(ctx, 50*time.Millisecond)
+		}
+	})
+	// Recovered once a change made in the hub reaches a Registry.
 	value := strconv.FormatInt(time.Now().UnixNano(), 10)
 	if err := in.w.touchProbe(context.Background(), value); err != nil {
 		in.harnessFailed("%v", err)
 		return
 	}
 	for ctx.Err() == nil && time.Since(f.end) < 2*time.Minute {
-		if info, ok := in.svc.reg.Snapshot().Cluster(probeCluster); ok && info.Labels[probeLabel] == value {
+		if in.g.any(func(snap snapshot) bool {
+			info, ok := snap.Cluster(probeCluster)
+			return ok && info.Labels[probeLabel] == value
+		}) {
 			in.led.recovered(kindHubDown, time.Since(f.end))
 			return
 		}
@@ -355,7 +424,7 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 	}
 	added := time.Now()
 	for ctx.Err() == nil && time.Since(added) < changeWait {
-		if _, ok := in.svc.reg.Snapshot().Cluster(e.name); ok {
+		if in.g.any(func(snap snapshot) bool { _, ok := snap.Cluster(e.name); return ok }) {
 			d := time.Since(added)
 			in.led.recovered("cluster-added", d)
 			in.led.slowChange("a new cluster", e.name, f, added, d)
@@ -370,7 +439,7 @@ func (in *injector) addRemove(ctx context.Context, e *entry, hold time.Duration)
 	}
 	removed := time.Now()
 	for time.Since(removed) < changeWait {
-		if _, ok := in.svc.reg.Snapshot().Cluster(e.name); !ok {
+		if !in.g.any(func(snap snapshot) bool { _, ok := snap.Cluster(e.name); return ok }) {
 			d := time.Since(removed)
 			in.led.recovered("cluster-removed", d)
 			in.led.slowChange("the removal", e.name, f, removed, d)

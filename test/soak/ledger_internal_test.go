@@ -24,7 +24,7 @@ func TestExcused(t *testing.T) {
 		"extra-1":  {fromDir, "dir-1"},
 		"other":    {fromDir, "other"},
 	}
-	led := newLedger(&credentials{}, func(c string) (string, string) { o := origins[c]; return o[0], o[1] })
+	led := newLedger(&credentials{}, "hub", func(c string) (string, string) { o := origins[c]; return o[0], o[1] })
 	led.faults = []*fault{
 		// A rotation of dir-1 written at 110, listed by the source at 111.
 		{kind: kindRotate, clusters: []string{"dir-1"}, start: at(100), end: at(110), token: "t1"},
@@ -100,4 +100,71 @@ func TestClassify(t *testing.T) {
 			assert.Equal(t, tt.want, classify(tt.give))
 		})
 	}
+}
+
+// Two replica instances holding a client of one cluster at once is a
+// violation; one instance holding two (a client and its replacement), or
+// two instances one after the other, is not.
+func TestDoubleOwner(t *testing.T) {
+	led := newLedger(&credentials{}, "hub", func(c string) (string, string) { return fromDir, c })
+	a1 := led.holdStart("replica-a#1", "c1")
+	led.holdBuilt(a1)
+	a2 := led.holdStart("replica-a#1", "c1") // its replacement, built before a1 goes
+	led.holdBuilt(a2)
+	led.holdEnd(a1)
+	assert.Zero(t, led.totalViolations(), "one instance, two clients")
+
+	b := led.holdStart("replica-b#1", "c1")
+	assert.Equal(t, 1, led.violations["double-owner"], "replica-b builds while replica-a holds")
+	led.holdEnd(b) // its build failed
+	led.holdEnd(a2)
+	assert.Equal(t, []string(nil), led.held())
+
+	a3 := led.holdStart("replica-a#2", "c1") // a new instance of replica-a, after the release
+	led.holdBuilt(a3)
+	assert.Equal(t, 1, led.totalViolations())
+	assert.Equal(t, 1, led.handoffs, "replica-a#1 to replica-a#2")
+	assert.Equal(t, []string{"replica-a#2 holds c1"}, led.held())
+}
+
+// A gap in a cluster's coverage is a violation once it has lasted
+// handoffBound past the end of everything that explains it.
+func TestCoverage(t *testing.T) {
+	t0 := time.Now()
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	led := newLedger(&credentials{}, "hub", func(c string) (string, string) { return fromDir, c })
+	bound := handoffBound.Seconds()
+	led.faults = []*fault{
+		{kind: kindReplicaKill, start: at(0), end: at(5)},
+		{kind: kindBlackHole, clusters: []string{"c2"}, start: at(0), end: at(30)},
+		{kind: kindHubDown, clusters: []string{"hub"}, start: at(100), end: at(110)},
+	}
+	led.overloads = []*fault{{kind: "overload", clusters: []string{"hub"}, start: at(200), end: at(204)}}
+	sample := func(cluster string, served bool, from, to float64) {
+		for s := from; s <= to; s += 0.1 {
+			led.coverage(cluster, served, at(s))
+		}
+	}
+	// A killed replica's cluster, taken over within the bound.
+	sample("c1", false, 0, bound-1)
+	sample("c1", true, bound-1, bound)
+	assert.Zero(t, led.totalViolations())
+	// A cluster black-holed meanwhile: excused until netGrace after it healed.
+	sample("c2", false, 0, 30+netGrace.Seconds()+bound-1)
+	assert.Zero(t, led.totalViolations(), "within the bound after the grace")
+	sample("c2", false, 30+netGrace.Seconds()+bound-1, 30+netGrace.Seconds()+bound+2)
+	assert.Equal(t, 1, led.violations["unowned"], "beyond the bound after the grace")
+	sample("c2", false, 30+netGrace.Seconds()+bound+2, 30+netGrace.Seconds()+bound+10)
+	assert.Equal(t, 1, led.violations["unowned"], "one gap counts once")
+	sample("c2", true, 80, 80)
+	// A hub outage excuses every cluster; so does a slow hub.
+	sample("c3", false, 100, 110+netGrace.Seconds()+bound-1)
+	sample("c3", true, 140, 140)
+	sample("c3", false, 200, 204+netGrace.Seconds()+bound-1)
+	sample("c3", true, 240, 240)
+	// A replica kill alone does not excuse a gap beyond the bound.
+	sample("c4", false, 0, bound+2)
+	assert.Equal(t, 2, led.violations["unowned"])
+	led.endCoverage(at(300))
+	assert.Len(t, led.gapLens, 5)
 }

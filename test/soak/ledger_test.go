@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/shard"
 )
 
 // Bounds of the invariants. The machine is shared and loaded (2 cores, five
@@ -50,6 +51,18 @@ const (
 	// syncBound: one sync, whatever is black-holed: the build timeout (5s)
 	// and the source timeout of a hub that does not answer, plus margin.
 	syncBound = 30 * time.Second
+	// handoffBound: a cluster that stays in its source is served again by
+	// some replica within this bound once none serves it, unless a fault of
+	// its own, of the hub, or an overloaded hub or API server explains it
+	// (see ledger.unownedExcused). A killed replica's Lease expires for its
+	// peers LeaseDuration after they last saw it renewed; a peer confirms
+	// that with a fresh read after its next renewal (RetryPeriod); the
+	// peers settle on the new view and see each other's settlement (a Lease
+	// write and a watch event, RetryPeriod); then the new owner's Syncer
+	// lists and builds (6s: a build's timeout is 5s). A handoff to a
+	// restarted replica takes less: the old owner releases, says so in its
+	// Lease, and the new one builds.
+	handoffBound = leaseDuration + 2*retryPeriod + 6*time.Second
 )
 
 // fault is one injected fault: kind, the clusters it disturbs, and when.
@@ -75,6 +88,9 @@ const (
 	kindCorrupt   = "corrupt-secret"
 	kindHubDown   = "hub-down"
 	kindAddRemove = "add-remove-cluster"
+	// kindReplicaKill kills a replica of the service (its hub path goes
+	// silent, then it is abandoned), then starts a new instance of it.
+	kindReplicaKill = "replica-killed"
 )
 
 func networkish(kind string) bool {
@@ -82,11 +98,13 @@ func networkish(kind string) bool {
 }
 
 // ledger records everything the soak sees: faults, requests, latencies,
-// errors by cause, violations, recoveries, and which replica serves which
-// cluster. Its methods are safe for concurrent use.
+// errors by cause, violations, recoveries, which replica holds a client of
+// which cluster, and how long no replica served one. Its methods are safe
+// for concurrent use.
 type ledger struct {
 	creds *credentials
 	begin time.Time
+	hub   string // the hub cluster's name: its overload excuses a handoff
 	// origin maps a cluster to the names the source it lives in: the
 	// hub's faults disturb the clusters listed from Secrets.
 	originOf func(cluster string) (origin, target string)
@@ -100,7 +118,14 @@ type ledger struct {
 	getLat      []time.Duration
 	reqLat      []time.Duration
 	recovery    map[string][]time.Duration
-	owners      map[string]map[string]bool
+	holds       map[string][]*hold   // cluster → the clients held now, of every replica
+	lastOwner   map[string]string    // cluster → the replica instance of its last successful build
+	handoffs    int                  // successful builds of a cluster by another instance than its last
+	gaps        map[string]*gap      // cluster → since when no replica serves it
+	gapLens     []time.Duration      // every gap closed
+	gapsLong    int                  // gaps longer than handoffBound that a fault excused
+	unowned     time.Duration        // sum of gapLens and the gaps still open
+	unserved    int                  // reads that no replica served
 	shown       map[string]time.Time // token → when the service's source first listed it
 	overloads   []*fault             // spans when a cluster's API server did not answer the control probe in time
 	oddities    []string             // samples of expected errors of no known cause
@@ -109,12 +134,12 @@ type ledger struct {
 	credChecked int
 }
 
-func newLedger(creds *credentials, originOf func(string) (string, string)) *ledger {
+func newLedger(creds *credentials, hub string, originOf func(string) (string, string)) *ledger {
 	return &ledger{
-		creds: creds, begin: time.Now(), originOf: originOf,
+		creds: creds, begin: time.Now(), hub: hub, originOf: originOf,
 		served: map[string]int{}, expected: map[string]int{}, violations: map[string]int{},
-		recovery: map[string][]time.Duration{}, owners: map[string]map[string]bool{},
-		shown: map[string]time.Time{},
+		recovery: map[string][]time.Duration{}, holds: map[string][]*hold{}, lastOwner: map[string]string{},
+		gaps: map[string]*gap{}, shown: map[string]time.Time{},
 	}
 }
 
@@ -204,6 +229,14 @@ func (l *ledger) request(via, cluster string, ts, te time.Time, err error) {
 	}
 	l.checkText(via+" error", err.Error())
 	cause := classify(err)
+	if via == "build" && (cause == causeNotOwned || cause == causeCancelled) {
+		// The Member refused or cancelled the build: the replica does not
+		// own the cluster (any more), or stopped serving.
+		l.mu.Lock()
+		l.expected["build-"+cause]++
+		l.mu.Unlock()
+		return
+	}
 	if cause != causeNotFound && cause != causeNoClient && cause != causeStopped && cause != causeUnauthorized &&
 		!l.excused(cause, cluster, ts, te) && l.overloaded(cluster, ts, te) {
 		cause = "server-overloaded/" + cause
@@ -232,6 +265,8 @@ const (
 	causeRefused      = "refused"
 	causeClosed       = "connection-closed"
 	causeServer       = "server-error"
+	causeNotOwned     = "not-owned"
+	causeCancelled    = "cancelled"
 	causeOther        = "other"
 )
 
@@ -239,6 +274,10 @@ func classify(err error) string {
 	var cerr *clusterregistry.ClusterError
 	var nerr net.Error
 	switch {
+	case errors.Is(err, shard.ErrNotOwned):
+		return causeNotOwned
+	case errors.Is(err, context.Canceled):
+		return causeCancelled
 	case errors.Is(err, clusterregistry.ErrClusterNotFound):
 		return causeNotFound
 	case errors.Is(err, clusterregistry.ErrStopped):
@@ -334,13 +373,16 @@ func (l *ledger) overloaded(cluster string, ts, te time.Time) bool {
 
 // quiet reports whether no fault but those that skip accepts touched
 // cluster (or the API server it points at, or, for a cluster listed from
-// Secrets, the hub) during [ts-netGrace, te].
+// Secrets, the hub) during [ts-netGrace, te]. With the replicas sharing
+// the clusters through Leases in the hub, a hub outage touches every
+// cluster (no replica serves while it cannot renew its Lease), and so does
+// a killed replica (a change of a cluster it owned waits for the handoff).
 func (l *ledger) quiet(cluster string, ts, te time.Time, skip func(*fault) bool) bool {
-	origin, target := l.originOf(cluster)
+	_, target := l.originOf(cluster)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, f := range l.faults {
-		if skip(f) || !(f.on(cluster) || f.on(target) || f.kind == kindHubDown && origin == fromSecret) {
+		if skip(f) || !(f.on(cluster) || f.on(target) || f.kind == kindHubDown || f.kind == kindReplicaKill) {
 			continue
 		}
 		grace := netGrace
@@ -453,23 +495,172 @@ func (l *ledger) activeFaults(ts, te time.Time) string {
 	return strings.Join(out, " ")
 }
 
-// own records that replica serves cluster (or no longer does), and counts
-// a violation if another replica serves it too.
-func (l *ledger) own(replica, cluster string, serving bool) {
+// hold is one client of one cluster held by one replica instance, from
+// before its Build starts until after its Release ends (or its Build fails).
+type hold struct {
+	owner, cluster string
+	start          time.Time
+}
+
+// holdStart records that owner starts building a client of cluster, and
+// counts a violation if another replica instance holds one now: package
+// shard promises that the old owner has released before the new one builds.
+// The ledger orders the records, and each recorded tenure contains the
+// real one, so two that overlap here overlapped for real.
+func (l *ledger) holdStart(owner, cluster string) *hold {
+	h := &hold{owner: owner, cluster: cluster, start: time.Now()}
+	l.mu.Lock()
+	var others []string
+	for _, o := range l.holds[cluster] {
+		if o.owner != owner {
+			others = append(others, fmt.Sprintf("%s (since +%s)", o.owner, o.start.Sub(l.begin).Round(time.Millisecond)))
+		}
+	}
+	l.holds[cluster] = append(l.holds[cluster], h)
+	l.mu.Unlock()
+	if len(others) > 0 {
+		l.violation("double-owner", "%s starts building %s while %s still hold a client of it; faults meanwhile: %s",
+			owner, cluster, strings.Join(others, ", "), l.activeFaults(h.start, h.start))
+	}
+	return h
+}
+
+// holdBuilt records that h's build succeeded: a handoff if another instance
+// built the cluster last.
+func (l *ledger) holdBuilt(h *hold) {
+	l.mu.Lock()
+	last := l.lastOwner[h.cluster]
+	if last != "" && last != h.owner {
+		l.handoffs++
+	}
+	l.lastOwner[h.cluster] = h.owner
+	l.mu.Unlock()
+	if last != h.owner {
+		l.log(fmt.Sprintf("%s serves %s (last built by %q)", h.owner, h.cluster, last))
+	}
+}
+
+// holdEnd records that h's client was released, or its build failed.
+func (l *ledger) holdEnd(h *hold) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.owners[cluster] == nil {
-		l.owners[cluster] = map[string]bool{}
+	l.holds[h.cluster] = slices.DeleteFunc(l.holds[h.cluster], func(x *hold) bool { return x == h })
+	if len(l.holds[h.cluster]) == 0 {
+		delete(l.holds, h.cluster)
 	}
-	if !serving {
-		delete(l.owners[cluster], replica)
+}
+
+// held describes the clients held now, for a check after every replica stopped.
+func (l *ledger) held() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, c := range sortedKeys(l.holds) {
+		for _, h := range l.holds[c] {
+			out = append(out, h.owner+" holds "+c)
+		}
+	}
+	return out
+}
+
+// gap is a time during which no replica serves a cluster.
+type gap struct {
+	since    time.Time
+	checked  time.Time // when it was last judged against handoffBound
+	long     bool      // longer than handoffBound, counted in gapsLong
+	reported bool      // counted as a violation
+}
+
+// coverage records whether some replica serves cluster at now (the
+// monitor's samples). A gap is a violation once it has lasted handoffBound
+// with nothing to explain it (unownedExcused) during that last stretch: the
+// bound starts again when an explanation ends. Judged once a second.
+func (l *ledger) coverage(cluster string, served bool, now time.Time) {
+	l.mu.Lock()
+	g := l.gaps[cluster]
+	switch {
+	case served && g != nil:
+		d := now.Sub(g.since)
+		l.gapLens = append(l.gapLens, d)
+		l.unowned += d
+		delete(l.gaps, cluster)
+		l.mu.Unlock()
+		l.log(fmt.Sprintf("%s served again after %s", cluster, d.Round(time.Millisecond)))
+		return
+	case !served && g == nil:
+		l.gaps[cluster] = &gap{since: now}
+		l.mu.Unlock()
+		l.log(fmt.Sprintf("%s served by no replica", cluster))
+		return
+	case served || g.reported || now.Sub(g.since) <= handoffBound || now.Sub(g.checked) < time.Second:
+		l.mu.Unlock()
 		return
 	}
-	l.owners[cluster][replica] = true
-	if n := len(l.owners[cluster]); n > 1 {
-		l.violations["owned-twice"]++
-		l.samples = append(l.samples, fmt.Sprintf("owned-twice: %s by %d replicas", cluster, n))
+	g.checked = now
+	if !g.long {
+		g.long = true
+		l.gapsLong++
 	}
+	since := g.since
+	l.mu.Unlock()
+	if l.unownedExcused(cluster, now.Add(-handoffBound), now) {
+		return
+	}
+	l.mu.Lock()
+	g.reported = true
+	l.gapsLong--
+	l.mu.Unlock()
+	l.violation("unowned", "no replica has served %s for %s, the last %s of it with no fault to explain it; faults meanwhile: %s",
+		cluster, now.Sub(since).Round(time.Millisecond), handoffBound, l.activeFaults(since, now))
+}
+
+// endCoverage closes the gaps still open at now, for the report.
+func (l *ledger) endCoverage(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, g := range l.gaps {
+		l.unowned += now.Sub(g.since)
+		l.gapLens = append(l.gapLens, now.Sub(g.since))
+		delete(l.gaps, c)
+	}
+}
+
+// unownedExcused reports whether something other than the handoff itself
+// may have kept cluster unserved during [from, to]: a fault of the cluster
+// or of the API server it points at (any kind: a new owner cannot build a
+// cluster it cannot reach, whose token is revoked, or whose entry is broken)
+// or of the hub (no replica serves while it cannot renew its Lease), until
+// netGrace after it ended; a rotation of its token until its window ends
+// (see rotationWindow); or a control probe of its API server or of the hub
+// that failed or was slow, within netGrace.
+func (l *ledger) unownedExcused(cluster string, from, to time.Time) bool {
+	if l.rotationWindow(cluster, from, to) {
+		return true
+	}
+	_, target := l.originOf(cluster)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	within := func(f *fault) bool {
+		return !f.start.After(to) && (f.end.IsZero() || !f.end.Add(netGrace).Before(from))
+	}
+	for _, f := range l.faults {
+		if (f.on(cluster) || f.on(target) || f.kind == kindHubDown) && within(f) {
+			return true
+		}
+	}
+	for _, f := range l.overloads {
+		if (f.on(cluster) || f.on(target) || f.on(l.hub)) && within(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// unservedRead counts a read that no replica served.
+func (l *ledger) unservedRead() {
+	l.mu.Lock()
+	l.unserved++
+	l.mu.Unlock()
 }
 
 func (l *ledger) event() {
@@ -500,7 +691,7 @@ func percentiles(ds []time.Duration) string {
 }
 
 // report writes the soak's report.
-func (l *ledger) report(w io.Writer, seed uint64, duration time.Duration, extra []string) {
+func (l *ledger) report(w io.Writer, seed uint64, duration time.Duration, ownership, extra []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(w, "SOAK REPORT seed=%d duration=%s (replay: make soak SEED=%d DURATION=%s)\n", seed, duration, seed, duration)
@@ -543,6 +734,16 @@ func (l *ledger) report(w io.Writer, seed uint64, duration time.Duration, extra 
 	fmt.Fprintf(w, "recovery time per fault kind:\n")
 	for _, k := range sortedKeys(l.recovery) {
 		fmt.Fprintf(w, "  %-20s %s\n", k, percentiles(l.recovery[k]))
+	}
+	fmt.Fprintf(w, "ownership (%d replicas, package shard):\n", len(replicaIDs))
+	fmt.Fprintf(w, "  handoffs (a cluster built by another replica instance than the last): %d\n", l.handoffs)
+	fmt.Fprintf(w, "  unowned cluster-seconds (the %d members served by no replica, sampled every 100 ms): %.1f\n",
+		members, l.unowned.Seconds())
+	fmt.Fprintf(w, "  gaps: %s; longer than the handoff bound (%s) but explained by a fault: %d\n",
+		percentiles(l.gapLens), handoffBound, l.gapsLong)
+	fmt.Fprintf(w, "  reads that no replica served (during a gap or a handoff): %d\n", l.unserved)
+	for _, o := range ownership {
+		fmt.Fprintln(w, o)
 	}
 	for _, e := range extra {
 		fmt.Fprintln(w, e)

@@ -4,26 +4,35 @@
 // CLUSTERREGISTRY_SOAK_DURATION; `make soak` sets it.
 //
 // Five member clusters and a hub: three members are listed from a kubeconfig
-// directory, two from Secrets in the hub. One replica of a service (type
-// service; several can run side by side once sharding lands) runs a Syncer
-// over both, an HTTP server behind httpcluster, a subscriber and a worker per
-// cluster; readers hammer Get, Lease and the HTTP server. The injector draws
-// faults from the seed (several at once, each for 2-12s): black hole, delay,
-// refusal, API server killed and restarted, token rotated with the old one
-// revoked at once, kubeconfig rewritten in place in chunks, Secret corrupted
-// and mended, hub down (black hole, refusal or kill), a cluster added and
-// removed.
+// directory, two from Secrets in the hub. Three replicas of a service
+// (replica-a, -b and -c; type service) share them through package shard,
+// one Lease each in the hub (LeaseDuration 3s, RenewDeadline 2s, RetryPeriod
+// 500ms), each reaching the hub through a proxy of its own. Each runs a
+// Syncer over its own copy of the merged sources filtered by its Member, a
+// Builder gated by it, an HTTP server behind httpcluster, a subscriber and a
+// worker per cluster (package fleet). Readers hammer Get, Lease and the HTTP
+// servers, each request going to the replica that serves its cluster. The
+// injector draws faults from the seed (several at once, each for 2-12s):
+// black hole, delay, refusal, API server killed and restarted, token
+// rotated with the old one revoked at once, kubeconfig rewritten in place in
+// chunks, Secret corrupted and mended, hub down (black hole, refusal or
+// kill), a cluster added and removed, and a replica killed (its hub path
+// silenced, then abandoned without a clean stop) and started again as a new
+// instance of its identity.
 //
-// The ledger counts every violation with its details: a member reads "not
-// found" or has no client; a request fails with no fault of its cluster to
-// explain it (see ledger.excused for the grace windows, and the bounds at the
-// top of ledger_test.go); a request or build of a cluster with no fault
-// takes longer than its bound; a change reaches the Registry late with no
-// fault of its own; events go back in generation or disagree with the
-// Registry once caught up; a known credential appears in a log line, error,
-// event or HTTP answer; a cluster is owned by two replicas; goroutines,
-// connections through the proxies or the API servers' watches are not back
-// at their baseline after the replica stops.
+// The ledger counts every violation with its details: a request fails with
+// no fault of its cluster to explain it (see ledger.excused for the grace
+// windows, and the bounds at the top of ledger_test.go); a request or build
+// of a cluster with no fault takes longer than its bound; no replica serves
+// a member for longer than the handoff bound with no fault to explain it; a
+// replica starts building a cluster while another replica (or another
+// instance of its identity) still holds a client of it, from the start of
+// its Build to the end of its Release ("double-owner"); a change reaches the
+// Registries late with no fault of its own; events go back in generation or
+// disagree with their Registry once caught up; a known credential appears in
+// a log line, error, event or HTTP answer; after the replicas stop, a client
+// is still held or a Lease is left; goroutines, connections through the
+// proxies or the API servers' watches are not back at their baseline.
 package soak
 
 import (

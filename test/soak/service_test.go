@@ -19,58 +19,86 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/clusterregistry/clusterregistry"
+	"github.com/clusterregistry/clusterregistry/fleet"
 	"github.com/clusterregistry/clusterregistry/httpcluster"
+	"github.com/clusterregistry/clusterregistry/shard"
 	"github.com/clusterregistry/clusterregistry/source/compose"
 	"github.com/clusterregistry/clusterregistry/source/kubeconfig"
 	"github.com/clusterregistry/clusterregistry/source/secret"
 	"github.com/clusterregistry/clusterregistry/test/localcluster"
 )
 
-type registry = clusterregistry.Registry[*clusterregistry.Client]
+type (
+	registry = clusterregistry.Registry[*clusterregistry.Client]
+	snapshot = clusterregistry.Snapshot[*clusterregistry.Client]
+)
+
+// The shard group of the replicas: their Leases live in the hub, in a
+// namespace the soak creates. The timings are short, so that a killed
+// replica's clusters change hands within seconds (see handoffBound).
+const (
+	leaseNamespace = "soak-replicas"
+	shardGroup     = "soak"
+	leaseDuration  = 3 * time.Second
+	renewDeadline  = 2 * time.Second
+	retryPeriod    = 500 * time.Millisecond
+)
 
 // service is one replica of the service under test, as a real one runs the
-// library: a Syncer over the merged sources (the kubeconfig directory and the
-// hub's Secrets, through the hub's proxy with a credential of its own), an
-// HTTP server behind httpcluster's middleware, and a worker per cluster.
-// Several can run side by side (replicas); each reports to the shared ledger
-// under its id.
+// library: a shard.Member (its Lease in the hub), a Syncer over the merged
+// sources (the kubeconfig directory and the hub's Secrets) filtered by the
+// Member, with a Builder gated by it, an HTTP server behind httpcluster's
+// middleware, and a worker per cluster (package fleet). Its hub traffic
+// (Secrets and Leases) goes through a Proxy of its own in front of the hub's,
+// so that a kill can cut this replica alone off. Several run side by side;
+// each reports to the shared ledger under its owner name (identity and
+// instance: a replica restarted under its identity is another instance).
 type service struct {
-	id       string
+	id       string // the identity, replica-a
+	owner    string // identity#instance, for the ledger
 	led      *ledger
+	member   *shard.Member
 	syncer   *clusterregistry.Syncer[*clusterregistry.Client]
 	reg      *registry
+	hubProxy *localcluster.Proxy
 	hubHTTP  *http.Client
 	server   *httptest.Server
 	logLines atomic.Int64
+	// dead is set when the replica is killed: from then on nothing it does
+	// is checked (a killed process does nothing), except that the clients
+	// it still holds count as held until it releases them.
+	dead atomic.Bool
 
-	cancel context.CancelFunc
-	runErr chan error
-	wg     sync.WaitGroup // the fleet and the subscriber
+	cancel    context.CancelFunc
+	runErr    chan error
+	memberErr chan error
+	wg        sync.WaitGroup // the fleet and the subscriber
 }
 
 // observer checks every build and sync against the bounds.
 type observer struct {
 	clusterregistry.NopObserver
-	led *ledger
+	s *service
 }
 
 func (o observer) BuildDone(cluster string, d time.Duration, err error) {
 	te := time.Now()
-	o.led.request("build", cluster, te.Add(-d), te, err)
+	o.s.request("build", cluster, te.Add(-d), te, err)
 }
 
 func (o observer) SyncDone(rep clusterregistry.SyncReport, err error) {
-	if rep.Duration > syncBound {
-		o.led.violation("slow-sync", "a sync took %s (bound %s); faults meanwhile: %s", rep.Duration, syncBound,
-			o.led.activeFaults(time.Now().Add(-rep.Duration), time.Now()))
+	led := o.s.led
+	if !o.s.dead.Load() && rep.Duration > syncBound {
+		led.violation("slow-sync", "%s: a sync took %s (bound %s); faults meanwhile: %s", o.s.owner, rep.Duration, syncBound,
+			led.activeFaults(time.Now().Add(-rep.Duration), time.Now()))
 	}
 	if err != nil {
-		o.led.checkText("source error", err.Error())
+		led.checkText("source error", err.Error())
 	}
 }
 
 // recorder tells the ledger when the source it wraps first listed each
-// token: the moment a rotation "shows in the source" for this replica.
+// token: the moment a rotation "shows in the source".
 type recorder struct {
 	clusterregistry.Watcher
 	led *ledger
@@ -87,13 +115,68 @@ func (r recorder) List(ctx context.Context) ([]clusterregistry.Cluster, error) {
 	return list, err
 }
 
-func startService(w *world, id string, led *ledger) (*service, error) {
-	s := &service{id: id, led: led, runErr: make(chan error, 1)}
-	dir, err := kubeconfig.NewDir(w.dir)
-	if err != nil {
+// holdingBuilder is the ClientBuilder with every client's tenure recorded in
+// the ledger: from before its Build starts to after its Release ends (or its
+// Build fails), so that each recorded tenure contains the real one. Wrapped
+// by shard.Wrap, it sees only the builds the Member allows, and the releases
+// the Member forces after a lost Lease too.
+func holdingBuilder(owner string, led *ledger) clusterregistry.BuilderFuncs[*clusterregistry.Client] {
+	b := clusterregistry.ClientBuilder{QPS: 1000, Burst: 1000, RequestTimeout: 10 * time.Second}
+	var mu sync.Mutex // protects held
+	held := map[*clusterregistry.Client]*hold{}
+	return clusterregistry.BuilderFuncs[*clusterregistry.Client]{
+		BuildFunc: func(ctx context.Context, c clusterregistry.Cluster) (*clusterregistry.Client, error) {
+			h := led.holdStart(owner, c.Name)
+			client, err := b.Build(ctx, c)
+			if err != nil {
+				led.holdEnd(h)
+				return nil, err
+			}
+			mu.Lock()
+			held[client] = h
+			mu.Unlock()
+			led.holdBuilt(h)
+			return client, nil
+		},
+		ReleaseFunc: func(client *clusterregistry.Client) {
+			b.Release(client)
+			mu.Lock()
+			h := held[client]
+			delete(held, client)
+			mu.Unlock()
+			if h != nil {
+				led.holdEnd(h)
+			}
+		},
+		ProbeFunc: b.Probe,
+	}
+}
+
+// startService starts instance instance of replica id.
+func startService(w *world, id string, instance int, led *ledger) (_ *service, err error) {
+	s := &service{id: id, owner: fmt.Sprintf("%s#%d", id, instance), led: led, runErr: make(chan error, 1), memberErr: make(chan error, 1)}
+	// Every log line of the Member and the Syncer is checked for
+	// credentials as it is written.
+	logger := funcr.New(func(prefix, args string) {
+		s.logLines.Add(1)
+		line := prefix + " " + args
+		led.checkText("log line", line)
+		led.log(s.owner + " " + line)
+	}, funcr.Options{Verbosity: 10})
+
+	// The hub through a proxy of this replica's own, in front of the hub's
+	// (whose faults thus reach every replica).
+	if s.hubProxy, err = localcluster.NewProxy(strings.TrimPrefix(w.hub.Server(), "https://")); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = s.hubProxy.Close()
+		}
+	}()
 	hubConfig := w.hub.Config()
+	hubConfig.Host = "https://" + s.hubProxy.Addr()
+	hubConfig.QPS, hubConfig.Burst = 100, 200
 	if s.hubHTTP, err = rest.HTTPClientFor(hubConfig); err != nil {
 		return nil, err
 	}
@@ -101,32 +184,46 @@ func startService(w *world, id string, led *ledger) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.member, err = shard.New(shard.Config{
+		Client:        hubClient.CoordinationV1(),
+		Namespace:     leaseNamespace,
+		Group:         shardGroup,
+		Identity:      id,
+		LeaseDuration: leaseDuration,
+		RenewDeadline: renewDeadline,
+		RetryPeriod:   retryPeriod,
+		Logger:        logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	dir, err := kubeconfig.NewDir(w.dir)
+	if err != nil {
+		return nil, err
+	}
 	secrets, err := secret.New(hubClient, secret.WithNamespace(fleetNamespace))
 	if err != nil {
 		return nil, err
 	}
-	// Every log line of the Syncer is checked for credentials as it is written.
-	logger := funcr.New(func(prefix, args string) {
-		s.logLines.Add(1)
-		line := prefix + " " + args
-		led.checkText("log line", line)
-		led.log(s.id + " " + line)
-	}, funcr.Options{Verbosity: 10})
-	builder := clusterregistry.ClientBuilder{QPS: 1000, Burst: 1000, RequestTimeout: 10 * time.Second}
 	src := compose.Merge(recorder{Watcher: dir, led: led}, recorder{Watcher: secrets, led: led})
-	s.syncer, err = clusterregistry.NewSyncer(src, builder,
+	s.syncer, err = clusterregistry.NewSyncer(s.member.Source(src),
+		shard.Wrap[*clusterregistry.Client](s.member, holdingBuilder(s.owner, led)),
 		clusterregistry.WithInterval(5*time.Second),
 		clusterregistry.WithBuildTimeout(5*time.Second),
 		clusterregistry.WithSourceTimeout(15*time.Second),
 		clusterregistry.WithBackoff(500*time.Millisecond, 5*time.Second),
 		clusterregistry.WithHealthCheck(clusterregistry.HealthCheck{Interval: 2 * time.Second, Timeout: 2 * time.Second}),
 		clusterregistry.WithDrainTimeout(30*time.Second),
-		clusterregistry.WithObserver(observer{led: led}),
+		clusterregistry.WithObserver(observer{s: s}),
 		clusterregistry.WithLogger(logger))
 	if err != nil {
 		return nil, err
 	}
 	s.reg = s.syncer.Registry()
+	workers, err := fleet.New(s.reg, s.work, fleet.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
 
 	mw := httpcluster.New(s.reg)
 	s.server = httptest.NewServer(mw.Handler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
@@ -137,7 +234,7 @@ func startService(w *world, id string, led *ledger) (*service, error) {
 		if r.Context().Err() != nil {
 			return // the reader went away: the end of the soak
 		}
-		led.request("http", name, ts, time.Now(), err)
+		s.request("http", name, ts, time.Now(), err)
 		if err != nil {
 			rw.WriteHeader(http.StatusBadGateway)
 			return
@@ -145,28 +242,80 @@ func startService(w *world, id string, led *ledger) (*service, error) {
 		rw.WriteHeader(http.StatusOK)
 	})))
 
+	// The Member and the Syncer share one context, as shard's doc wires
+	// them: when it ends, the Syncer releases every client and the Member
+	// then deletes its Lease.
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	go func() { s.memberErr <- s.member.Run(ctx) }()
 	go func() { s.runErr <- s.syncer.Run(ctx) }()
 	sub := s.reg.Subscribe()
 	s.wg.Go(func() { s.checkEvents(ctx, sub) })
-	s.wg.Go(func() { s.fleet(ctx) })
+	s.wg.Go(func() {
+		if err := workers.Start(ctx); err != nil {
+			led.violation("fleet", "%s: Start: %v", s.owner, err)
+		}
+	})
 	return s, nil
 }
 
-// stop ends the replica and waits for everything it started.
+// stop ends the replica cleanly and waits for everything it started: the
+// Member releases every client, then deletes its Lease. The hub proxy stays
+// open, so that the connections still open through it can be counted.
 func (s *service) stop() error {
 	s.cancel()
-	var err error
-	select {
-	case err = <-s.runErr:
-	case <-time.After(2 * time.Minute):
-		err = errors.New("Run did not return within 2 minutes")
+	return s.wait()
+}
+
+// kill abandons the replica as kill -9 would, and returns at once: the path
+// to the hub goes silent first, so that neither a Lease renewal nor its
+// deletion reaches the hub, then everything is cancelled. Its clients stay
+// held until it actually releases them (the ledger records when). finish
+// waits for it to end and closes its proxy, which drops whatever it still
+// wanted to say to the hub.
+func (s *service) kill() {
+	s.dead.Store(true)
+	s.hubProxy.BlackHole()
+	s.cancel()
+}
+
+// finish waits for a killed replica to end, then closes its hub proxy.
+func (s *service) finish() error {
+	err := s.wait()
+	_ = s.hubProxy.Close()
+	utilnet.CloseIdleConnectionsFor(s.hubHTTP.Transport)
+	return err
+}
+
+func (s *service) wait() error {
+	var errs []error
+	timeout := time.After(2 * time.Minute)
+	for _, ch := range []chan error{s.runErr, s.memberErr} {
+		select {
+		case err := <-ch:
+			errs = append(errs, err)
+		case <-timeout:
+			errs = append(errs, fmt.Errorf("%s: Run did not return within 2 minutes", s.owner))
+		}
 	}
 	s.wg.Wait()
 	s.server.Close()
 	utilnet.CloseIdleConnectionsFor(s.hubHTTP.Transport)
-	return err
+	return errors.Join(errs...)
+}
+
+// request records a request of this replica's, unless it has been killed.
+func (s *service) request(via, cluster string, ts, te time.Time, err error) {
+	if !s.dead.Load() {
+		s.led.request(via, cluster, ts, te, err)
+	}
+}
+
+// serves reports whether the replica serves cluster: its Registry has a
+// client for it.
+func (s *service) serves(cluster string) bool {
+	info, ok := s.reg.Snapshot().Cluster(cluster)
+	return ok && info.Serving
 }
 
 // checkEvents reads the replica's events: their generations never go back,
@@ -191,7 +340,7 @@ func (s *service) checkEvents(ctx context.Context, sub *clusterregistry.Subscrip
 			continue
 		}
 		if err != nil {
-			s.led.violation("events", "%s: Next: %v", s.id, err)
+			s.violation("events", "%s: Next: %v", s.owner, err)
 			return
 		}
 		s.led.event()
@@ -203,19 +352,17 @@ func (s *service) checkEvents(ctx context.Context, sub *clusterregistry.Subscrip
 			continue
 		}
 		if !ev.Replay && ev.Generation < last {
-			s.led.violation("event-order", "%s: %s %s at generation %d after generation %d", s.id, ev.Type, ev.Name, ev.Generation, last)
+			s.violation("event-order", "%s: %s %s at generation %d after generation %d", s.owner, ev.Type, ev.Name, ev.Generation, last)
 		}
 		last = max(last, ev.Generation)
 		switch ev.Type {
 		case clusterregistry.EventAdded, clusterregistry.EventUpdated:
 			if _, ok := serving[ev.Name]; ok == (ev.Type == clusterregistry.EventAdded) && !ev.Replay {
-				s.led.violation("event-order", "%s: %s for %s, which was serving=%v", s.id, ev.Type, ev.Name, ok)
+				s.violation("event-order", "%s: %s for %s, which was serving=%v", s.owner, ev.Type, ev.Name, ok)
 			}
 			serving[ev.Name] = known{gen: ev.Generation}
-			s.led.own(s.id, ev.Name, true)
 		case clusterregistry.EventRemoved:
 			delete(serving, ev.Name)
-			s.led.own(s.id, ev.Name, false)
 		}
 	}
 }
@@ -254,7 +401,7 @@ func (s *service) compare(serving map[string]known, last uint64) {
 		}
 	}
 	if len(missing) > 0 {
-		s.led.violation("event-gap", "%s at generation %d: %s", s.id, last, strings.Join(missing, "; "))
+		s.violation("event-gap", "%s at generation %d: %s", s.owner, last, strings.Join(missing, "; "))
 		// Take the Registry's word from here, so one gap counts once.
 		clear(serving)
 		for info := range snap.Clusters() {
@@ -265,69 +412,9 @@ func (s *service) compare(serving map[string]known, last uint64) {
 	}
 }
 
-// fleet runs one worker per cluster that has a client: it holds a Lease on
-// the client, watches ConfigMaps and reads a namespace every second through
-// it, and is restarted when the client is replaced and stopped when the
-// cluster goes. It reconciles on every event and every second. (The
-// library's Fleet will take its place.)
-func (s *service) fleet(ctx context.Context) {
-	type worker struct {
-		client *clusterregistry.Client
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	workers := map[string]*worker{}
-	stopWorker := func(name string) {
-		w := workers[name]
-		w.cancel()
-		<-w.done
-		delete(workers, name)
-	}
-	defer func() {
-		for name := range workers {
-			stopWorker(name)
-		}
-	}()
-	sub := s.reg.Subscribe()
-	defer sub.Close()
-	for {
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := sub.Next(wctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return
-		}
-		snap := s.reg.Snapshot()
-		for name, w := range workers {
-			if c, err := snap.Get(name); err != nil || c != w.client {
-				stopWorker(name)
-			}
-		}
-		for name := range snap.All() {
-			if _, ok := workers[name]; ok {
-				continue
-			}
-			lease, err := s.reg.Lease(name)
-			if err != nil {
-				continue // replaced or gone since the snapshot; the next round sees it
-			}
-			wctx, cancel := context.WithCancel(ctx)
-			w := &worker{client: lease.Client(), cancel: cancel, done: make(chan struct{})}
-			workers[name] = w
-			go func() {
-				defer close(w.done)
-				defer lease.Release()
-				s.work(wctx, name, lease.Client())
-			}()
-		}
-	}
-}
-
-// work is one cluster's worker: a watch of ConfigMaps, renewed when it ends,
-// and a read every second.
+// work is one cluster's worker, run by the replica's fleet.Fleet (which
+// holds a Lease on the client meanwhile): a watch of ConfigMaps, renewed
+// when it ends, and a read every second.
 func (s *service) work(ctx context.Context, name string, client *clusterregistry.Client) {
 	cms := client.Kubernetes().CoreV1().ConfigMaps(localcluster.Namespace)
 	var watchDone chan struct{}
@@ -346,7 +433,7 @@ func (s *service) work(ctx context.Context, name string, client *clusterregistry
 			if ctx.Err() != nil {
 				return
 			}
-			s.led.request("worker-watch", name, ts, time.Now(), err)
+			s.request("worker-watch", name, ts, time.Now(), err)
 			if err == nil {
 				watchDone = make(chan struct{})
 				go func(done chan struct{}) {
@@ -384,61 +471,99 @@ func (s *service) work(ctx context.Context, name string, client *clusterregistry
 		if ctx.Err() != nil {
 			return
 		}
-		s.led.request("worker", name, ts, time.Now(), err)
+		s.request("worker", name, ts, time.Now(), err)
 	}
 }
 
 // read is one reader's request: Get or Lease, then a request through the
-// client, or one through the HTTP server.
-func (s *service) read(ctx context.Context, name string, mode int, hc *http.Client) {
+// client, or one through the HTTP server. It reports false, having recorded
+// nothing, when this replica does not serve name: it has no client for it
+// (another replica owns it, or a handoff is under way), or it has stopped.
+func (s *service) read(ctx context.Context, name string, mode int, hc *http.Client) bool {
 	ts := time.Now()
 	switch mode {
 	case 0: // Get, then a request
 		client, err := s.reg.Get(name)
-		s.led.get(time.Since(ts), name)
+		s.get(time.Since(ts), name)
 		if err != nil {
-			s.led.request("get", name, ts, time.Now(), err)
-			return
+			s.led.checkText("get error", err.Error())
+			return false
 		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		ts = time.Now()
 		_, err = client.Kubernetes().CoreV1().Namespaces().Get(rctx, localcluster.Namespace, metav1.GetOptions{})
-		if ctx.Err() == nil {
-			s.led.request("client", name, ts, time.Now(), err)
+		if !over(ctx) {
+			s.request("client", name, ts, time.Now(), err)
 		}
 	case 1: // Lease, then a request through the dynamic client
 		lease, err := s.reg.Lease(name)
-		s.led.get(time.Since(ts), name)
+		s.get(time.Since(ts), name)
 		if err != nil {
-			s.led.request("lease", name, ts, time.Now(), err)
-			return
+			s.led.checkText("lease error", err.Error())
+			return false
 		}
 		defer lease.Release()
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		ts = time.Now()
 		_, err = lease.Client().Kubernetes().CoreV1().ConfigMaps(localcluster.Namespace).List(rctx, metav1.ListOptions{Limit: 5})
-		if ctx.Err() == nil {
-			s.led.request("lease", name, ts, time.Now(), err)
+		if !over(ctx) {
+			s.request("lease", name, ts, time.Now(), err)
 		}
 	default: // through httpcluster's middleware
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.server.URL+"/ns", nil)
 		if err != nil {
-			return
+			return true
 		}
 		req.Header.Set(httpcluster.DefaultHeader, name)
 		resp, err := hc.Do(req)
 		if err != nil {
-			return // only the end of the soak cancels it
+			// The end of the soak cancelled it, or the replica was killed
+			// meanwhile and its server closed: then another may serve it.
+			return over(ctx)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
+		s.led.checkText("middleware answer", string(body))
 		switch resp.StatusCode {
 		case http.StatusOK, http.StatusBadGateway: // the handler recorded it
+		case http.StatusNotFound, http.StatusServiceUnavailable:
+			// Not here (404), or here without a client or stopped (503):
+			// the middleware's answers for a cluster this replica does
+			// not serve.
+			return false
 		default:
-			s.led.checkText("middleware answer", string(body))
-			s.led.violation("middleware", "%s: %d %s", name, resp.StatusCode, strings.TrimSpace(string(body)))
+			if !s.dead.Load() {
+				s.led.violation("middleware", "%s %s: %d %s", s.owner, name, resp.StatusCode, strings.TrimSpace(string(body)))
+			}
 		}
 	}
+	return true
+}
+
+// get records the latency of a Get or Lease, unless the replica was killed.
+func (s *service) get(d time.Duration, cluster string) {
+	if !s.dead.Load() {
+		s.led.get(d, cluster)
+	}
+}
+
+// violation counts a violation of this replica's, unless it was killed.
+func (s *service) violation(class, format string, args ...any) {
+	if !s.dead.Load() {
+		s.led.violation(class, format, args...)
+	}
+}
+
+// over reports whether ctx has ended or its deadline has passed. A
+// context's Err stays nil until its timer fires, a moment after the
+// deadline, while client-go's rate limiter and the transport already fail
+// a request for it: at the end of the soak, that is no fault's doing.
+func over(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }

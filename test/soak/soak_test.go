@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 
@@ -30,11 +31,12 @@ const (
 	readers = 6 // goroutines that hammer Get, Lease and the HTTP server
 )
 
-// TestSoak runs one replica of a service against five member clusters and a
-// hub under random overlapping faults for -soak.duration, checks every
-// invariant the whole time, and prints the report. It fails on any
-// violation, and when goroutines, connections or the API servers' watches
-// are not back at their baseline after the replica stops.
+// TestSoak runs three replicas of a service, sharing five member clusters
+// through package shard with their Leases in a hub, under random
+// overlapping faults for -soak.duration, checks every invariant the whole
+// time, and prints the report. It fails on any violation, and when
+// goroutines, connections or the API servers' watches are not back at their
+// baseline after the replicas stop.
 func TestSoak(t *testing.T) {
 	cfg, err := loadSettings()
 	require.NoError(t, err)
@@ -55,9 +57,9 @@ func TestSoak(t *testing.T) {
 		}
 		return "", cluster
 	}
-	led := newLedger(creds, originOf)
+	led := newLedger(creds, hub.Name(), originOf)
 	if cfg.report != "" {
-		// Beside the report: the Syncer's log and the fault history, one timeline.
+		// Beside the report: the replicas' logs and the fault history, one timeline.
 		f, err := os.Create(cfg.report + ".log")
 		require.NoError(t, err)
 		defer f.Close()
@@ -76,32 +78,36 @@ func TestSoak(t *testing.T) {
 	}
 	defer w.closeIdle()
 
-	// Baselines, before the replica starts.
+	// Baselines, before the replicas start.
 	baseWatches := watches(t, admins)
 	baseTCP, _ := proxyTCP(proxies)
 	baseFDs := countFDs()
 	ignoreBefore := goleak.IgnoreCurrent()
 	baseGoroutines := runtime.NumGoroutine()
 
-	svc, err := startService(w, "replica-0", led)
-	require.NoError(t, err)
+	g := newGroup(w, led)
 	stopped := false
 	defer func() {
 		if !stopped {
-			_ = svc.stop()
+			_ = g.stop()
+			g.closeProxies()
 		}
 	}()
-	// Every member serves before the readers start: from here on, each one
-	// stays in its source, so "not found" is always a violation.
-	require.Eventually(t, func() bool {
-		snap := svc.reg.Snapshot()
-		for _, m := range memberClusters {
-			if info, ok := snap.Cluster(m.Name()); !ok || !info.Serving || info.Err != nil {
-				return false
-			}
+	for slot := range replicaIDs {
+		require.NoError(t, g.start(slot))
+	}
+	names := w.memberNames()
+	// Every member is served by the replica that owns it before the readers
+	// start: from here on, each one stays in its source, so a gap longer
+	// than the handoff bound with no fault to explain it is a violation.
+	var why string
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		var ok bool
+		if ok, why = g.steady(names); ok {
+			break
 		}
-		return true
-	}, 2*time.Minute, 50*time.Millisecond, "every member serves")
+		require.Less(t, time.Since(start), 2*time.Minute, "the replicas do not settle: %s", why)
+	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), cfg.duration)
 	defer cancel()
@@ -111,34 +117,42 @@ func TestSoak(t *testing.T) {
 		rng := rand.New(rand.NewPCG(cfg.seed, uint64(i)+1))
 		load.Go(func() {
 			for ctx.Err() == nil {
-				svc.read(ctx, memberClusters[rng.IntN(len(memberClusters))].Name(), rng.IntN(3), hc)
+				g.read(ctx, names[rng.IntN(len(names))], rng.IntN(3), hc)
 				sleep(ctx, time.Duration(10+rng.IntN(40))*time.Millisecond)
 			}
 		})
 	}
-	in := &injector{w: w, led: led, svc: svc, rng: rand.New(rand.NewPCG(cfg.seed, 0)), maxActive: 4, busy: map[string]bool{}}
+	// The coverage monitor runs until every fault has healed.
+	mctx, stopMonitor := context.WithCancel(t.Context())
+	var monitor sync.WaitGroup
+	monitor.Go(func() { g.monitor(mctx, names) })
+	in := &injector{w: w, led: led, g: g, rng: rand.New(rand.NewPCG(cfg.seed, 0)), maxActive: 4, busy: map[string]bool{}}
 	begin := time.Now()
 	load.Go(func() { progress(ctx, led, begin) })
 	for name, admin := range admins {
 		load.Go(func() { control(ctx, led, name, admin) })
 	}
-	in.run(ctx) // returns once every fault has healed
+	in.run(ctx) // returns once every fault has healed and every killed replica runs again
 	load.Wait()
+	stopMonitor()
+	monitor.Wait()
 	hc.CloseIdleConnections()
 	ran := time.Since(begin)
 
-	// Healed, everything serves again, with the token its source holds.
+	// Healed: every member is served again, with the token its source
+	// holds, and by the replica that owns it.
 	settle := time.Now()
 	var lagging []string
 	for time.Since(settle) < 2*time.Minute {
 		lagging = lagging[:0]
-		snap := svc.reg.Snapshot()
 		for _, m := range memberClusters {
-			info, ok := snap.Cluster(m.Name())
-			c, err := snap.Get(m.Name())
-			if !ok || info.Err != nil || err != nil || c.Config().BearerToken != w.entry(m.Name()).token {
+			c, ok := g.client(m.Name())
+			if !ok || c.Config().BearerToken != w.entry(m.Name()).token {
 				lagging = append(lagging, m.Name())
 			}
+		}
+		if ok, why := g.steady(names); !ok {
+			lagging = append(lagging, "(not steady: "+why+")")
 		}
 		if len(lagging) == 0 {
 			break
@@ -148,10 +162,30 @@ func TestSoak(t *testing.T) {
 	if len(lagging) > 0 {
 		led.violation("no-recovery", "two minutes after the last fault healed, %v still lag their source", lagging)
 	}
+	ownership := g.ownership(names)
 	stopped = true
-	if err := svc.stop(); err != nil {
+	if err := g.stop(); err != nil {
 		led.violation("stop", "%v", err)
 	}
+	ownership = append(ownership, g.countsLine())
+	// Stopped cleanly, every replica has released every client and deleted
+	// its Lease.
+	if held := led.held(); len(held) > 0 {
+		led.violation("held-after-stop", "%v", held)
+	}
+	lctx, lcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	leases, err := admins[hub.Name()].CoordinationV1().Leases(leaseNamespace).List(lctx, metav1.ListOptions{})
+	lcancel()
+	if err != nil {
+		in.harnessFailed("list the Leases: %v", err)
+	} else if len(leases.Items) > 0 {
+		var left []string
+		for _, l := range leases.Items {
+			left = append(left, l.Name)
+		}
+		led.violation("lease-left", "Leases left after every replica stopped: %v", left)
+	}
+	g.proxyPorts(proxies)
 
 	// Back to baseline: the API servers' watches, the connections through
 	// the proxies, goroutines.
@@ -162,7 +196,9 @@ func TestSoak(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		w.closeIdle()
-		utilnet.CloseIdleConnectionsFor(svc.hubHTTP.Transport)
+		for _, s := range g.allInstances() {
+			utilnet.CloseIdleConnectionsFor(s.hubHTTP.Transport)
+		}
 		nowWatches = watches(t, admins)
 		nowTCP, tcpDetails = proxyTCP(proxies)
 		if fmt.Sprint(nowWatches) == fmt.Sprint(baseWatches) && nowTCP <= baseTCP || time.Now().After(deadline) {
@@ -170,7 +206,7 @@ func TestSoak(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	extra = append(extra, fmt.Sprintf("watches of ConfigMaps and Secrets served by the API servers: before %v, after %v", baseWatches, nowWatches))
+	extra = append(extra, fmt.Sprintf("watches of ConfigMaps, Secrets and Leases served by the API servers: before %v, after %v", baseWatches, nowWatches))
 	if fmt.Sprint(nowWatches) != fmt.Sprint(baseWatches) {
 		led.violation("leak", "API-server watches before %v, after %v", baseWatches, nowWatches)
 	}
@@ -184,6 +220,7 @@ func TestSoak(t *testing.T) {
 		}
 		led.violation("leak", "TCP connections through the proxies: before %d, after %d: %s", baseTCP, nowTCP, strings.Join(tcpDetails, ", "))
 	}
+	g.closeProxies()
 	var leakErr error
 	for range 100 {
 		w.closeIdle()
@@ -205,9 +242,14 @@ func TestSoak(t *testing.T) {
 	extra = append(extra, fmt.Sprintf("goroutines: before %d, after %d; file descriptors: before %d, after %d (the harness's direct admin connections included)",
 		baseGoroutines, runtime.NumGoroutine(), baseFDs, countFDs()))
 	if leakErr != nil {
-		led.violation("leak", "goroutines left by the replica: %v", leakErr)
+		led.violation("leak", "goroutines left by the replicas: %v", leakErr)
 	}
-	extra = append(extra, fmt.Sprintf("log lines of the Syncer checked: %d; ran %s with faults", svc.logLines.Load(), ran.Round(time.Second)))
+	var logLines int64
+	for _, s := range g.allInstances() {
+		logLines += s.logLines.Load()
+	}
+	extra = append(extra, fmt.Sprintf("replica instances: %s", g.instanceNames()))
+	extra = append(extra, fmt.Sprintf("log lines of the Members, Syncers and fleets checked: %d; ran %s with faults", logLines, ran.Round(time.Second)))
 	in.mu.Lock()
 	for _, h := range in.harness {
 		extra = append(extra, "harness failure (not the library's): "+h)
@@ -216,7 +258,7 @@ func TestSoak(t *testing.T) {
 	in.mu.Unlock()
 
 	var buf bytes.Buffer
-	led.report(&buf, cfg.seed, cfg.duration, extra)
+	led.report(&buf, cfg.seed, cfg.duration, ownership, extra)
 	fmt.Print(buf.String())
 	if cfg.report != "" {
 		require.NoError(t, os.WriteFile(cfg.report, buf.Bytes(), 0o644))
@@ -229,8 +271,8 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-// watches returns, per cluster, how many watches of ConfigMaps and of
-// Secrets in one namespace its API server serves (apiserver_longrunning_requests,
+// watches returns, per cluster, how many watches of ConfigMaps, Secrets and
+// Leases in one namespace its API server serves (apiserver_longrunning_requests,
 // read with the harness's own credential); the API server's own informers
 // watch across namespaces and do not count. -1 when the metrics cannot be read.
 func watches(t *testing.T, admins map[string]kubernetes.Interface) map[string]int {
@@ -250,7 +292,8 @@ func watches(t *testing.T, admins map[string]kubernetes.Interface) map[string]in
 			line := sc.Text()
 			if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `scope="namespace"`) ||
 				!strings.Contains(line, `verb="WATCH`) ||
-				!(strings.Contains(line, `resource="secrets"`) || strings.Contains(line, `resource="configmaps"`)) {
+				!(strings.Contains(line, `resource="secrets"`) || strings.Contains(line, `resource="configmaps"`) ||
+					strings.Contains(line, `resource="leases"`)) {
 				continue
 			}
 			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
@@ -267,9 +310,10 @@ func countFDs() int {
 	return len(entries)
 }
 
-// proxyTCP counts this process's TCP connections to or from a cluster's
-// proxy: the service's connections and the proxies' own ends of them. The
-// harness's admin clients go to the API servers directly and do not count.
+// proxyTCP counts this process's TCP connections to or from a proxy (a
+// cluster's, or a replica's own in front of the hub's): the service's
+// connections and the proxies' own ends of them. The harness's admin
+// clients go to the API servers directly and do not count.
 // It returns the count and a description of each.
 func proxyTCP(ports map[string]string) (int, []string) {
 	inodes := map[string]bool{}

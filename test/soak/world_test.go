@@ -34,7 +34,8 @@ const fleetNamespace = "fleet"
 
 // world is what the service runs against: the member clusters, the hub, and
 // the two sources' stores (a kubeconfig directory, Secrets in the hub). The
-// soak writes the stores; the service only reads them.
+// soak writes the stores; the service only reads them (and writes its
+// replicas' Leases in the hub).
 type world struct {
 	env       *localcluster.Environment
 	hub       *localcluster.Cluster
@@ -68,9 +69,12 @@ func newWorld(ctx context.Context, env *localcluster.Environment, members []*loc
 	if w.hubAdmin, err = w.adminClient(hub); err != nil {
 		return nil, err
 	}
-	_, err = w.hubAdmin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetNamespace}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, err
+	// The cluster Secrets, and the replicas' Leases.
+	for _, ns := range []string{fleetNamespace, leaseNamespace} {
+		_, err = w.hubAdmin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
 	}
 	creds.add(hub.Token())
 	// The probe: a selected Secret with no kubeconfig, listed as a cluster
@@ -97,6 +101,16 @@ func newWorld(ctx context.Context, env *localcluster.Environment, members []*loc
 		w.entries[e.name] = e
 	}
 	return w, nil
+}
+
+// memberNames returns the names of the member clusters, which stay in their
+// sources for the whole soak.
+func (w *world) memberNames() []string {
+	names := make([]string, len(w.members))
+	for i, m := range w.members {
+		names[i] = m.Name()
+	}
+	return names
 }
 
 func (w *world) adminClient(c *localcluster.Cluster) (kubernetes.Interface, error) {
