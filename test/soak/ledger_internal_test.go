@@ -2,12 +2,15 @@ package soak
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/clusterregistry/clusterregistry"
 )
@@ -167,4 +170,39 @@ func TestCoverage(t *testing.T) {
 	assert.Equal(t, 2, led.violations["unowned"])
 	led.endCoverage(at(300))
 	assert.Len(t, led.gapLens, 5)
+}
+
+// A slow Get is a violation unless a stall of the whole process overlaps
+// it; the watchdog records a wake-up stallBound late, and no earlier one.
+func TestSlowGetDuringAStall(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	led := newLedger(&credentials{}, "hub", func(c string) (string, string) { return fromDir, c })
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { watchdog(ctx, led, clk) })
+	step := func(d time.Duration) {
+		require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond, "the watchdog sleeps")
+		clk.Step(d)
+	}
+	step(stallTick)
+	step(stallTick + stallBound - time.Millisecond) // late, but less than the bound
+	start := clk.Now()
+	step(stallTick + 600*time.Millisecond)
+	step(stallTick) // the stall is recorded before the watchdog sleeps again
+	require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond)
+	cancel()
+	wg.Wait()
+
+	led.mu.Lock()
+	require.Len(t, led.stalls, 1)
+	assert.Equal(t, start, led.stalls[0].start)
+	assert.Equal(t, start.Add(stallTick+600*time.Millisecond), led.stalls[0].end)
+	led.mu.Unlock()
+
+	led.get("c1", start.Add(100*time.Millisecond), start.Add(100*time.Millisecond+getBound/2))
+	led.get("c1", start.Add(100*time.Millisecond), start.Add(700*time.Millisecond)) // the stall explains it
+	assert.Zero(t, led.totalViolations())
+	assert.Equal(t, 1, led.expected["machine-stalled/slow-get"])
+	led.get("c1", start.Add(time.Second), start.Add(2*time.Second)) // after the stall: the library waited
+	assert.Equal(t, 1, led.violations["slow-get"])
 }

@@ -24,7 +24,16 @@ import (
 // is set well above what an idle machine shows, and stated here.
 const (
 	// getBound: a Get or Lease is an atomic load; beyond this, it waited.
+	// A Get that a stall of the whole process overlaps (see stallBound) is
+	// expected, counted as machine-stalled/slow-get: the load did not wait
+	// for the library, its goroutine waited for a CPU.
 	getBound = 250 * time.Millisecond
+	// stallBound: the watchdog, a goroutine that wakes every stallTick,
+	// woke this much later than it asked: for that long the process ran
+	// none of its goroutines on time (the machine or the Go scheduler was
+	// saturated, or the garbage collector stopped the world).
+	stallBound = 100 * time.Millisecond
+	stallTick  = 20 * time.Millisecond
 	// requestBound: a request to a cluster with no fault of its own.
 	requestBound = 10 * time.Second
 	// netGrace: after a path heals or a server is back, its clients may
@@ -128,6 +137,7 @@ type ledger struct {
 	unserved    int                  // reads that no replica served
 	shown       map[string]time.Time // token → when the service's source first listed it
 	overloads   []*fault             // spans when a cluster's API server did not answer the control probe in time
+	stalls      []*fault             // spans when the watchdog woke stallBound late or more
 	oddities    []string             // samples of expected errors of no known cause
 	logSink     io.Writer            // the Syncer's log lines, with the fault history, for a post-mortem; nil for none
 	events      int
@@ -203,13 +213,43 @@ func (l *ledger) checkText(where, s string) {
 	}
 }
 
-func (l *ledger) get(d time.Duration, cluster string) {
+// get records a Get or Lease of cluster, from ts to te.
+func (l *ledger) get(cluster string, ts, te time.Time) {
+	d := te.Sub(ts)
 	l.mu.Lock()
 	l.getLat = append(l.getLat, d)
 	l.mu.Unlock()
-	if d > getBound {
-		l.violation("slow-get", "%s: Get or Lease took %s (bound %s)", cluster, d, getBound)
+	if d <= getBound {
+		return
 	}
+	if l.stalled(ts, te) {
+		l.mu.Lock()
+		l.expected["machine-stalled/slow-get"]++
+		l.mu.Unlock()
+		return
+	}
+	l.violation("slow-get", "%s: Get or Lease took %s (bound %s) with no stall of the process", cluster, d, getBound)
+}
+
+// stall records that the watchdog, asleep from ts, woke at te, stallBound
+// or more after it meant to.
+func (l *ledger) stall(ts, te time.Time) {
+	l.mu.Lock()
+	l.stalls = append(l.stalls, &fault{kind: "stall", start: ts, end: te})
+	l.mu.Unlock()
+	l.log(fmt.Sprintf("process stalled: the watchdog woke %s late", (te.Sub(ts) - stallTick).Round(time.Millisecond)))
+}
+
+// stalled reports whether a stall of the process overlaps [ts, te].
+func (l *ledger) stalled(ts, te time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.stalls {
+		if !f.start.After(te) && !f.end.Before(ts) {
+			return true
+		}
+	}
+	return false
 }
 
 // request records the outcome of one request to cluster, made by via
@@ -717,6 +757,14 @@ func (l *ledger) report(w io.Writer, seed uint64, duration time.Duration, owners
 		overloaded += f.end.Sub(f.start)
 	}
 	fmt.Fprintf(w, "control probes slow or failed (server or machine overloaded): %d, %s in all\n", len(l.overloads), overloaded.Round(time.Second))
+	var stalled, longest time.Duration
+	for _, f := range l.stalls {
+		late := f.end.Sub(f.start) - stallTick
+		stalled += late
+		longest = max(longest, late)
+	}
+	fmt.Fprintf(w, "process stalls (the watchdog %s or more late): %d, %s in all, the longest %s\n",
+		stallBound, len(l.stalls), stalled.Round(time.Millisecond), longest.Round(time.Millisecond))
 	fmt.Fprintf(w, "errors, expected (caused by an active fault on that cluster):\n")
 	for _, k := range sortedKeys(l.expected) {
 		fmt.Fprintf(w, "  %-20s %d\n", k, l.expected[k])

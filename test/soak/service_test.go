@@ -484,7 +484,7 @@ func (s *service) read(ctx context.Context, name string, mode int, hc *http.Clie
 	switch mode {
 	case 0: // Get, then a request
 		client, err := s.reg.Get(name)
-		s.get(time.Since(ts), name)
+		s.get(name, ts, time.Now())
 		if err != nil {
 			s.led.checkText("get error", err.Error())
 			return false
@@ -498,7 +498,7 @@ func (s *service) read(ctx context.Context, name string, mode int, hc *http.Clie
 		}
 	case 1: // Lease, then a request through the dynamic client
 		lease, err := s.reg.Lease(name)
-		s.get(time.Since(ts), name)
+		s.get(name, ts, time.Now())
 		if err != nil {
 			s.led.checkText("lease error", err.Error())
 			return false
@@ -542,10 +542,10 @@ func (s *service) read(ctx context.Context, name string, mode int, hc *http.Clie
 	return true
 }
 
-// get records the latency of a Get or Lease, unless the replica was killed.
-func (s *service) get(d time.Duration, cluster string) {
+// get records a Get or Lease, unless the replica was killed.
+func (s *service) get(cluster string, ts, te time.Time) {
 	if !s.dead.Load() {
-		s.led.get(d, cluster)
+		s.led.get(cluster, ts, te)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/clusterregistry/clusterregistry/test/localcluster"
 )
@@ -129,6 +130,7 @@ func TestSoak(t *testing.T) {
 	in := &injector{w: w, led: led, g: g, rng: rand.New(rand.NewPCG(cfg.seed, 0)), maxActive: 4, busy: map[string]bool{}}
 	begin := time.Now()
 	load.Go(func() { progress(ctx, led, begin) })
+	load.Go(func() { watchdog(ctx, led, clock.RealClock{}) })
 	for name, admin := range admins {
 		load.Go(func() { control(ctx, led, name, admin) })
 	}
@@ -378,6 +380,27 @@ func progress(ctx context.Context, led *ledger, begin time.Time) {
 		led.mu.Unlock()
 		fmt.Printf("soak: +%s faults %d, requests served %d, violations %d\n",
 			time.Since(begin).Round(time.Second), faults, served, led.totalViolations())
+	}
+}
+
+// watchdog sleeps stallTick at a time and records in the ledger every
+// wake-up stallBound or more late: then this process ran none of its
+// goroutines on time, and a slow Get meanwhile is the machine's doing.
+func watchdog(ctx context.Context, led *ledger, clk clock.Clock) {
+	ts := clk.Now()
+	t := clk.NewTimer(stallTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		if te := clk.Now(); te.Sub(ts) >= stallTick+stallBound {
+			led.stall(ts, te)
+		}
+		ts = clk.Now() // before the timer is armed again
+		t.Reset(stallTick)
 	}
 }
 
