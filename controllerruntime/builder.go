@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 
@@ -23,14 +25,23 @@ import (
 // mapper, its own HTTP client), already started. Its informers start when a
 // controller (or anyone) first asks the cache for a kind. The Builder stops it
 // on Release; never call Start on it.
+//
+// Once released, its client's cached reads and its cache's reads and waits
+// return an error that wraps ErrReleased at once (or as the release
+// happens), rather than wait for a sync that will never come.
 type Cluster struct {
 	cluster.Cluster
 	name   string
+	cache  boundCache
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the cache has stopped and every informer has returned
 
 	conns *connTracker
 }
+
+// GetCache returns the cluster's cache; its reads end when the cluster is
+// released (see ErrReleased).
+func (c *Cluster) GetCache() cache.Cache { return c.cache }
 
 // Name returns the name of the cluster in the Registry.
 func (c *Cluster) Name() string { return c.name }
@@ -105,11 +116,23 @@ func (b Builder) Build(ctx context.Context, c clusterregistry.Cluster) (*Cluster
 	if discoveryTimeout <= 0 {
 		discoveryTimeout = DefaultDiscoveryTimeout
 	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	bound := &binding{name: c.Name, run: runCtx}
 	cl, err := cluster.New(cfg, func(o *cluster.Options) {
 		o.Scheme = sch
 		o.Logger = log.WithValues("cluster", c.Name)
 		if b.Options != nil {
 			b.Options(c.Name, o)
+		}
+		newClient := o.NewClient
+		if newClient == nil {
+			newClient = client.New
+		}
+		o.NewClient = func(cfg *rest.Config, opts client.Options) (client.Client, error) {
+			if opts.Cache != nil && opts.Cache.Reader != nil {
+				opts.Cache.Reader = boundReader{Reader: opts.Cache.Reader, b: bound}
+			}
+			return newClient(cfg, opts)
 		}
 		o.HTTPClient = hc
 		o.MapperProvider = func(c *rest.Config, hc *http.Client) (meta.RESTMapper, error) {
@@ -120,11 +143,12 @@ func (b Builder) Build(ctx context.Context, c clusterregistry.Cluster) (*Cluster
 		}
 	})
 	if err != nil {
+		cancel()
 		tracker.release()
 		return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	out := &Cluster{Cluster: cl, name: c.Name, cancel: cancel, done: make(chan struct{}), conns: tracker}
+	out := &Cluster{Cluster: cl, name: c.Name, cache: boundCache{Cache: cl.GetCache(), b: bound},
+		cancel: cancel, done: make(chan struct{}), conns: tracker}
 	// The cluster's cache runs until Release cancels runCtx; Release waits
 	// for this goroutine, and Start waits for every informer it started.
 	go func() {

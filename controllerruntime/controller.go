@@ -476,6 +476,13 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	res, err := c.reconcile(rctx, r)
 	cancel()
 	switch {
+	case errors.Is(err, ErrReleased):
+		// The cluster left, or its client was replaced, during the
+		// reconcile: the request is dropped at the next try if it left,
+		// and reconciled with the new client otherwise. Not a failure.
+		c.q.addRateLimited(r)
+		c.opts.log.V(1).Info("The cluster's client was released during the reconcile; trying again",
+			"cluster", r.ClusterName, "object", r.NamespacedName.String())
 	case err != nil:
 		if !errors.Is(err, reconcile.TerminalError(nil)) {
 			c.q.addRateLimited(r)

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,9 +58,10 @@ type copier struct {
 	hub     client.Reader
 	hubName string // the member that is the hub: its ConfigMap is the source, never a copy
 
-	mu       sync.Mutex // protects notFound and log
-	notFound []string
-	log      []string // what each reconcile did, for a failure's report
+	mu         sync.Mutex // protects notFound, reconciled and log
+	notFound   []string
+	reconciled map[string]int // cluster → reconciles that wrote or found its copy
+	log        []string       // what each reconcile did, for a failure's report
 }
 
 func (c *copier) note(format string, args ...any) {
@@ -90,6 +96,11 @@ func (c *copier) Reconcile(ctx context.Context, req mcr.Request) (ctrl.Result, e
 		return nil
 	})
 	c.note("%s: %v %v (hub %v)", req, op, err, src.Data)
+	if err == nil {
+		c.mu.Lock()
+		c.reconciled[req.ClusterName]++
+		c.mu.Unlock()
+	}
 	return ctrl.Result{}, err
 }
 
@@ -120,7 +131,7 @@ func TestControllerFollowsTheFleet(t *testing.T) {
 		clusterregistry.WithBuildTimeout(10*time.Second), clusterregistry.WithInterval(time.Hour))
 	require.NoError(t, err)
 	reg := syncer.Registry()
-	rec := &copier{reg: reg, hub: hub.GetClient(), hubName: c[0].Name()}
+	rec := &copier{reg: reg, hub: hub.GetClient(), hubName: c[0].Name(), reconciled: map[string]int{}}
 	only := predicate.NewPredicateFuncs(func(o client.Object) bool { return client.ObjectKeyFromObject(o) == key })
 	controller, err := mcr.NewController("copier", reg, rec,
 		mcr.For(&corev1.ConfigMap{}, only), mcr.Broadcasts(hub.GetCache(), &corev1.ConfigMap{}, only),
@@ -217,4 +228,99 @@ func TestControllerFollowsTheFleet(t *testing.T) {
 	rec.mu.Lock()
 	assert.Empty(t, rec.notFound, "no reconcile found a serving cluster missing")
 	rec.mu.Unlock()
+
+	t.Run("100 add-remove cycles leave nothing", func(t *testing.T) {
+		addRemoveCycles(t, source, reg, controller, rec, c[3], admins[c[3].Name()])
+	})
+}
+
+// addRemoveCycles adds a cluster (cl, through a proxy of its own) to the
+// running controller's source and removes it again, a hundred times: each
+// time it is engaged and reconciled, then disengaged. Afterwards nothing of
+// it may be left: no connection through its proxy, no watch on its API
+// server beyond the baseline, and no more goroutines or file descriptors in
+// this process than after the first cycle. (goleak checks the rest once the
+// controller stops, in TestMain.)
+func addRemoveCycles(t *testing.T, source *clusterregistry.MemorySource, reg *clusterregistry.Registry[*mcr.Cluster],
+	controller *mcr.Controller, rec *copier, cl *localcluster.Cluster, admin kubernetes.Interface) {
+	const cycles = 100
+	proxy, err := localcluster.NewProxy(cl.APIServerAddr())
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, proxy.Close()) }()
+	cfg := rest.CopyConfig(cl.Config())
+	cfg.Host = "https://" + proxy.Addr()
+	const name = "cycling"
+	engaged := func() bool { return slices.Contains(controller.Engaged(), name) }
+
+	baseWatches := configMapWatches(t, admin)
+	var goroutines, fds int
+	var adds, removes []time.Duration // each cycle's: added to reconciled, removed to disengaged
+	start := time.Now()
+	for i := range cycles + 1 {
+		if i == 1 { // after one cycle: what lives as long as the controller has started
+			goroutines, fds = runtime.NumGoroutine(), countFDs(t)
+		}
+		t0 := time.Now()
+		source.Upsert(clusterregistry.Cluster{Name: name, Config: cfg})
+		require.Eventually(t, func() bool {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return engaged() && rec.reconciled[name] > i
+		}, convergeBound, 5*time.Millisecond, "cycle %d: %s engaged and reconciled", i, name)
+		t1 := time.Now()
+		source.Delete(name)
+		require.Eventually(t, func() bool { _, err := reg.Get(name); return err != nil && !engaged() },
+			convergeBound, 5*time.Millisecond, "cycle %d: %s removed and disengaged", i, name)
+		adds, removes = append(adds, t1.Sub(t0)), append(removes, time.Since(t1))
+	}
+	slices.Sort(adds)
+	slices.Sort(removes)
+	t.Logf("%d add-remove cycles in %v: added to reconciled p50 %v max %v; removed to disengaged p50 %v max %v",
+		cycles+1, time.Since(start).Round(time.Millisecond), adds[len(adds)/2].Round(time.Millisecond),
+		adds[len(adds)-1].Round(time.Millisecond), removes[len(removes)/2].Round(time.Millisecond),
+		removes[len(removes)-1].Round(time.Millisecond))
+
+	assert.Eventually(t, func() bool { return proxy.Connections() == 0 }, convergeBound, 10*time.Millisecond,
+		"connections through the removed cluster's proxy: %d sockets", proxy.Connections())
+	assert.Eventually(t, func() bool { return configMapWatches(t, admin) <= baseWatches }, convergeBound, 100*time.Millisecond,
+		"watches of ConfigMaps on %s: %d before, %d after", cl.Name(), baseWatches, configMapWatches(t, admin))
+	// +1: Eventually runs its condition in a goroutine of its own.
+	if !assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+1 }, convergeBound, 10*time.Millisecond,
+		"goroutines: %d after the first cycle, %d now", goroutines, runtime.NumGoroutine()) {
+		buf := make([]byte, 1<<20)
+		t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+	}
+	assert.LessOrEqual(t, countFDs(t), fds, "file descriptors")
+	t.Logf("after the cycles: %d goroutines (%d after the first), %d file descriptors (%d), %d ConfigMap watches on %s (%d before)",
+		runtime.NumGoroutine(), goroutines, countFDs(t), fds, configMapWatches(t, admin), cl.Name(), baseWatches)
+}
+
+// configMapWatches returns how many watches of ConfigMaps the API server of
+// admin serves (apiserver_longrunning_requests, any scope).
+func configMapWatches(t *testing.T, admin kubernetes.Interface) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	raw, err := admin.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	require.NoError(t, err)
+	n := 0
+	for line := range strings.Lines(string(raw)) {
+		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `verb="WATCH"`) ||
+			!strings.Contains(line, `resource="configmaps"`) {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		require.NoError(t, err, line)
+		n += int(v)
+	}
+	return n
+}
+
+// countFDs counts this process's open file descriptors.
+func countFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(entries)
 }

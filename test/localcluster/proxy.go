@@ -57,6 +57,16 @@ func NewProxy(backend string) (*Proxy, error) {
 // stays the same for the Proxy's lifetime.
 func (p *Proxy) Addr() string { return p.addr }
 
+// Connections returns how many sockets the Proxy holds open: a forwarded
+// connection counts two (its client's side and the backend's), a connection
+// waiting out a black hole one. Zero means no client holds a connection
+// through it.
+func (p *Proxy) Connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
 // Refuse closes the listening socket, so that new connections are refused
 // as by a host with nothing on the port; open connections go on. Heal
 // listens again on the same port.
