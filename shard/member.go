@@ -93,6 +93,7 @@ type Member struct {
 	published   string
 	wasClear    bool // clearLocked, when the view was last recomputed
 	lastRenew   time.Time
+	regainedAt  time.Time // the start of the write that renewed the Lease after the last loss
 	held        map[string][]*holding
 	builds      map[*holding]context.CancelFunc
 	watchers    map[int]func()
@@ -329,6 +330,9 @@ func (m *Member) renewed(start time.Time, d desired) (regained bool) {
 	m.published = d.settled
 	m.counts.Renewals++
 	regained = m.lost
+	if regained {
+		m.regainedAt = start
+	}
 	first := !m.joined && m.peersListed
 	m.lost = false
 	m.written = true

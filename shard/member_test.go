@@ -230,6 +230,19 @@ func (h *hub) settled(rs ...*replica) bool {
 	return true
 }
 
+// stepUntil advances the fake clock by one retry period at a time until
+// cond holds (at most a hundred times).
+func (h *hub) stepUntil(what string, cond func() bool) {
+	h.t.Helper()
+	for i := 0; !cond(); i++ {
+		if i == 100 {
+			h.t.Fatalf("still waiting for %s after 100 retry periods", what)
+		}
+		h.clk.Step(retryPeriod)
+		time.Sleep(10 * time.Millisecond) // for the replicas to react: cond is checked, not assumed
+	}
+}
+
 // step advances the fake clock by one retry period and waits until every
 // replica in up has renewed its Lease since.
 func (h *hub) step(up ...*replica) {
@@ -663,3 +676,62 @@ func (w *laggingWatch) Stop() {
 }
 
 func (w *laggingWatch) ResultChan() <-chan watch.Event { return w.out }
+
+// After an outage of the whole hub longer than LeaseDuration, a replica
+// that renews again does not count its peers dead for the silence that the
+// outage imposed on them too: it waits LeaseDuration from its own return.
+// (It did, and the view flapped: each replica alone, then all again, with
+// handoffs for nothing.) A peer that stays silent after that is dead.
+func TestAHubOutageKillsNoPeerByItself(t *testing.T) {
+	h := newHub(t, 60)
+	a := h.start("a")
+	b := h.start("b")
+	h.eventually("a and b settled", func() bool { return h.settled(a, b) })
+
+	// The hub takes no write for longer than LeaseDuration.
+	outage := func() {
+		t.Helper()
+		h.setDown("a", true)
+		h.setDown("b", true)
+		h.stepUntil("a and b to stop serving", func() bool { return !a.m.Status().Serving && !b.m.Status().Serving })
+		h.clk.Step(leaseDuration)
+		h.stepUntil("a and b to release everything", func() bool { return h.led.held("a") == 0 && h.led.held("b") == 0 })
+	}
+	outage()
+
+	// a comes back first; b is still silent.
+	h.setDown("a", false)
+	h.step(a)
+	h.eventually("a serving again", func() bool { return a.m.Status().Serving })
+	if st := a.m.Status(); st.Counts.Expiries != 0 || !st.View.Has("b") {
+		t.Fatalf("a counted b dead at its return: expiries %d, view %s", st.Counts.Expiries, st.View)
+	}
+	// b comes back within LeaseDuration of a's return: nobody was dead.
+	h.setDown("b", false)
+	h.step(a, b)
+	h.eventually("a and b settled again", func() bool { return h.settled(a, b) })
+	for _, r := range []*replica{a, b} {
+		if n := r.m.Status().Counts.Expiries; n != 0 {
+			t.Errorf("%s counted %d expiries after a hub outage", r.id, n)
+		}
+	}
+
+	// The hub goes again, and this time b does not come back: a takes its
+	// clusters LeaseDuration after its own return, not before.
+	outage()
+	h.setDown("a", false)
+	h.step(a)
+	var waited time.Duration
+	for a.m.Status().View.Has("b") {
+		if waited > 2*leaseDuration {
+			t.Fatalf("a still counts b alive %s after its return", waited)
+		}
+		h.step(a)
+		waited += retryPeriod
+	}
+	if waited < leaseDuration-retryPeriod {
+		t.Errorf("a counted b dead %s after its return, before LeaseDuration (%s)", waited, leaseDuration)
+	}
+	h.eventually("a serving all", func() bool { return h.settled(a) })
+	h.led.check(t)
+}

@@ -161,7 +161,9 @@ func (m *Member) forget(l *coordv1.Lease) {
 
 // checkPeers reads afresh the Lease of every peer that this replica has not
 // seen change for its lease duration: one unchanged since is dead, one gone
-// is forgotten. The watch alone may be stale; a fresh read is not. A replica
+// is forgotten. The watch alone may be stale; a fresh read is not. Silence
+// counts from this replica's return after it lost its Lease: an outage of
+// the hub is no peer's death. A replica
 // that lost its Lease reads every live peer afresh: what it knows of them
 // may date from before, and a settlement on a view of the same members then
 // must not count as one now.
@@ -177,7 +179,17 @@ func (m *Member) checkPeers(ctx context.Context) {
 		if d <= 0 {
 			d = m.cfg.LeaseDuration
 		}
-		expired := m.cfg.Clock.Since(p.seen) >= d
+		// A peer's silence counts only while this replica could write:
+		// after it could not (a hub outage silences every replica alike),
+		// from its return. While it returns (lost, its write just done),
+		// none has expired yet.
+		from := p.seen
+		if m.lost {
+			from = m.cfg.Clock.Now()
+		} else if from.Before(m.regainedAt) {
+			from = m.regainedAt
+		}
+		expired := m.cfg.Clock.Since(from) >= d
 		if !p.dead && (expired || m.lost) {
 			sus = append(sus, suspect{id, p.name, p.version, expired})
 		}
