@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -361,4 +363,36 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd:", err)
 	}
 	return len(entries)
+}
+
+// A reconcile that failed because its cluster's client was released while
+// it ran is tried again, and is no error in the log.
+func TestControllerRetriesAReleasedReconcileQuietly(t *testing.T) {
+	e := newEnv(t, "a")
+	var mu sync.Mutex
+	calls := 0
+	var errorLogs []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(args, `"error"`) {
+			errorLogs = append(errorLogs, args)
+		}
+	}, funcr.Options{Verbosity: 1})
+	c, err := NewController("test", e.reg(), reconcile.TypedFunc[Request](func(ctx context.Context, r Request) (reconcile.Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return reconcile.Result{}, fmt.Errorf("read: %w", fmt.Errorf("cluster %q: %w", r.ClusterName, ErrReleased))
+		}
+		return reconcile.Result{}, nil
+	}), For(&corev1.ConfigMap{}), WithLogger(log))
+	require.NoError(t, err)
+	c.Enqueue(cmReq("a", "x"))
+	start(t, c)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return calls == 2 }, wait, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, errorLogs, "no error logged")
 }
