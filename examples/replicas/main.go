@@ -180,8 +180,8 @@ func (g *group) settle(ctx context.Context, what string) error {
 	}
 }
 
-// table says who serves what, and whether that is every cluster once, as
-// every replica's view agrees.
+// table says who serves what, and whether that is every cluster once, by
+// the replica that every replica's view gives it.
 func (g *group) table() (string, bool) {
 	var parts []string
 	served := map[string]int{}
@@ -190,10 +190,14 @@ func (g *group) table() (string, bool) {
 	for _, id := range slices.Sorted(maps.Keys(g.running)) {
 		r := g.running[id]
 		names := r.reg.Snapshot().Names()
+		st := r.m.Status()
 		for _, n := range names {
 			served[n]++
+			// Served by the replica the view gives it: right after a
+			// view change, before the Syncers have listed again, the
+			// views agree while the old owner still serves.
+			ok = ok && st.View.Owner(n) == id
 		}
-		st := r.m.Status()
 		if view == "" {
 			view = st.View.ID
 		}
