@@ -32,21 +32,17 @@ type boundReader struct {
 }
 
 func (r boundReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if err := r.b.released(); err != nil {
-		return err
-	}
-	ctx, stop := r.b.bind(ctx)
-	defer stop()
-	return r.b.wrap(r.Reader.Get(ctx, key, obj, opts...))
+	_, err := call(r.b, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, r.Reader.Get(ctx, key, obj, opts...)
+	})
+	return err
 }
 
 func (r boundReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	if err := r.b.released(); err != nil {
-		return err
-	}
-	ctx, stop := r.b.bind(ctx)
-	defer stop()
-	return r.b.wrap(r.Reader.List(ctx, list, opts...))
+	_, err := call(r.b, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, r.Reader.List(ctx, list, opts...)
+	})
+	return err
 }
 
 // boundCache is a Cluster's cache as its users see it: reads, and waits for
@@ -65,34 +61,42 @@ func (c boundCache) List(ctx context.Context, list client.ObjectList, opts ...cl
 }
 
 func (c boundCache) GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error) {
-	if err := c.b.released(); err != nil {
-		return nil, err
-	}
-	ctx, stop := c.b.bind(ctx)
-	defer stop()
-	inf, err := c.Cache.GetInformer(ctx, obj, opts...)
-	return inf, c.b.wrap(err)
+	return call(c.b, ctx, func(ctx context.Context) (cache.Informer, error) { return c.Cache.GetInformer(ctx, obj, opts...) })
 }
 
 func (c boundCache) GetInformerForKind(ctx context.Context, gvk schema.GroupVersionKind, opts ...cache.InformerGetOption) (cache.Informer, error) {
-	if err := c.b.released(); err != nil {
-		return nil, err
-	}
-	ctx, stop := c.b.bind(ctx)
-	defer stop()
-	inf, err := c.Cache.GetInformerForKind(ctx, gvk, opts...)
-	return inf, c.b.wrap(err)
+	return call(c.b, ctx, func(ctx context.Context) (cache.Informer, error) {
+		return c.Cache.GetInformerForKind(ctx, gvk, opts...)
+	})
 }
 
 // WaitForCacheSync reports false once the cluster is released: its cache
 // is stopped, whatever its informers had synced.
 func (c boundCache) WaitForCacheSync(ctx context.Context) bool {
-	if c.b.released() != nil {
-		return false
+	synced, err := call(c.b, ctx, func(ctx context.Context) (bool, error) { return c.Cache.WaitForCacheSync(ctx), nil })
+	return err == nil && synced && c.b.released() == nil
+}
+
+// call runs f with ctx, ended also when the cluster is released: at once
+// with an error wrapping ErrReleased if it already is (f would only wait, or
+// dial connections that the release refuses), and with f's error wrapped so
+// if the release comes while f runs.
+func call[T any](b *binding, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	if err := b.released(); err != nil {
+		var zero T
+		return zero, err
 	}
-	ctx, stop := c.b.bind(ctx)
-	defer stop()
-	return c.Cache.WaitForCacheSync(ctx) && c.b.released() == nil
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(b.run, func() { cancel(ErrReleased) })
+	defer func() {
+		stop()
+		cancel(nil)
+	}()
+	v, err := f(ctx)
+	if err != nil && b.run.Err() != nil {
+		err = fmt.Errorf("cluster %q: %w: %w", b.name, ErrReleased, err)
+	}
+	return v, err
 }
 
 // binding ties calls to the lifetime of one cluster's cache.
@@ -101,32 +105,11 @@ type binding struct {
 	run  context.Context // cancelled by Release
 }
 
-// bind returns ctx, ended also when the cluster is released.
-func (b *binding) bind(ctx context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(b.run, func() { cancel(ErrReleased) })
-	return ctx, func() {
-		stop()
-		cancel(nil)
-	}
-}
-
-// released returns the error of a call made once the cluster is released
-// (nil before): the call would only wait, or dial connections that the
-// release refuses.
+// released returns the error of a call once the cluster is released, nil
+// before.
 func (b *binding) released() error {
 	if b.run.Err() == nil {
 		return nil
 	}
 	return fmt.Errorf("cluster %q: %w", b.name, ErrReleased)
-}
-
-// wrap names the cluster in err if the cluster has been released: whatever
-// the cache answered then (a timeout waiting for a sync, a cancelled
-// context), the cause is the release.
-func (b *binding) wrap(err error) error {
-	if err == nil || b.run.Err() == nil {
-		return err
-	}
-	return fmt.Errorf("cluster %q: %w: %w", b.name, ErrReleased, err)
 }
