@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -122,30 +118,10 @@ func (w *countingWatcher) Watch(ctx context.Context, changed func()) error {
 }
 
 // secretWatches returns how many watches of one namespace's Secrets the API
-// server behind admin is serving, by its apiserver_longrunning_requests
-// gauge. (The API server's own informers watch Secrets of all namespaces.)
+// server behind admin is serving. (The API server's own informers watch
+// Secrets of all namespaces.)
 func secretWatches(ctx context.Context, admin kubernetes.Interface) (int, error) {
-	raw, err := admin.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") ||
-			!strings.Contains(line, `resource="secrets"`) || !strings.Contains(line, `scope="namespace"`) ||
-			!strings.Contains(line, `verb="WATCH`) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metric line %q: %w", line, err)
-		}
-		n += int(v)
-	}
-	return n, sc.Err()
+	return localcluster.Watches(ctx, admin, "namespace", "secrets")
 }
 
 // The Secret source against a real hub cluster: a Syncer whose interval is
